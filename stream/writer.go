@@ -1,0 +1,233 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// DefaultSchemaTopic is the compacted topic holding every Avro schema by fingerprint.
+const DefaultSchemaTopic = "_starstream_schemas"
+
+// WriterConfig configures a Writer.
+type WriterConfig struct {
+	Brokers      []string
+	Topics       TopicConfig   // how new topics are created
+	SchemaTopic  string        // default DefaultSchemaTopic
+	BatchTimeout time.Duration // default 5ms; kafka-go's 1 s default makes single writes crawl
+}
+
+// Validate checks the configuration.
+func (c WriterConfig) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("writer config: no kafka brokers")
+	}
+	return c.Topics.WithDefaults().Validate()
+}
+
+// Writer publishes change events as Avro into per-table topics, keyed by primary
+// key, and watermark markers into every partition of every topic it writes.
+// Write returns only after Kafka acknowledged every record (acks=all).
+type Writer struct {
+	cfg    WriterConfig
+	admin  *Admin
+	codecs *Codecs
+	kw     *kafka.Writer
+	log    *slog.Logger
+
+	mu         sync.Mutex
+	tables     map[string]*TableCodec // by "schema.table"
+	topics     map[string]string      // "schema.table" → topic
+	partitions map[string]int         // topic → partition count
+	published  map[uint64]bool        // schemas already in the schema topic
+}
+
+// NewWriter returns a Writer; topics are created when tables are registered.
+func NewWriter(cfg WriterConfig, codecs *Codecs, logger *slog.Logger) (*Writer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.SchemaTopic == "" {
+		cfg.SchemaTopic = DefaultSchemaTopic
+	}
+	if cfg.BatchTimeout == 0 {
+		cfg.BatchTimeout = 5 * time.Millisecond
+	}
+	return &Writer{
+		cfg:    cfg,
+		admin:  NewAdmin(cfg.Brokers),
+		codecs: codecs,
+		log:    logger,
+		kw: &kafka.Writer{
+			Addr:         kafka.TCP(cfg.Brokers...),
+			Balancer:     &balancer{},
+			RequiredAcks: kafka.RequireAll,
+			BatchTimeout: cfg.BatchTimeout,
+			BatchSize:    1000,
+			BatchBytes:   int64(cfg.Topics.WithDefaults().MaxMessageBytes),
+			MaxAttempts:  10,
+			// Compression stays off: the walsender, not the network, is the bottleneck.
+		},
+		tables:     map[string]*TableCodec{},
+		topics:     map[string]string{},
+		partitions: map[string]int{},
+		published:  map[uint64]bool{},
+	}, nil
+}
+
+// Register declares the current version of a table and the topic its events go to:
+// it creates the topic if needed and publishes the key and value schemas to the
+// schema topic before any record uses them. Registering a changed schema makes it
+// the version used from then on.
+func (w *Writer) Register(ctx context.Context, topic string, s TableSchema) (*TableCodec, error) {
+	tc, err := NewTableCodec(w.codecs, s)
+	if err != nil {
+		return nil, err
+	}
+	n, err := w.admin.EnsureTopic(ctx, topic, w.cfg.Topics)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.publishSchemas(ctx, tc.KeyFP, tc.KeyJSON, tc.ValueFP, tc.ValueJSON); err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	name := s.Schema + "." + s.Table
+	w.tables[name] = tc
+	w.topics[name] = topic
+	w.partitions[topic] = n
+	return tc, nil
+}
+
+func (w *Writer) publishSchemas(ctx context.Context, pairs ...any) error {
+	var msgs []kafka.Message
+	w.mu.Lock()
+	for i := 0; i < len(pairs); i += 2 {
+		fp, js := pairs[i].(uint64), pairs[i+1].(string)
+		if !w.published[fp] {
+			msgs = append(msgs, kafka.Message{Topic: w.cfg.SchemaTopic, Key: []byte(FingerprintKey(fp)), Value: []byte(js)})
+		}
+	}
+	w.mu.Unlock()
+	if len(msgs) == 0 {
+		return nil
+	}
+	if _, err := w.admin.EnsureTopic(ctx, w.cfg.SchemaTopic, TopicConfig{Partitions: 1, CleanupPolicy: "compact",
+		ReplicationFactor: w.cfg.Topics.ReplicationFactor}); err != nil {
+		return err
+	}
+	if err := w.kw.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("publish schemas: %w", describeDialError(err))
+	}
+	w.mu.Lock()
+	for _, m := range msgs {
+		fp, _ := strconv.ParseUint(string(m.Key), 16, 64)
+		w.published[fp] = true
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// FingerprintKey is the schema topic's key for a fingerprint.
+func FingerprintKey(fp uint64) string { return fmt.Sprintf("%016x", fp) }
+
+// Write encodes the events with their table's registered schema and publishes
+// them; it returns after every record was acknowledged. Records of one key keep
+// their order: kafka-go writes each partition's batches one after another.
+func (w *Writer) Write(ctx context.Context, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, 0, len(events))
+	w.mu.Lock()
+	for i := range events {
+		ev := &events[i]
+		name := ev.Schema + "." + ev.Table
+		tc, ok := w.tables[name]
+		if !ok {
+			w.mu.Unlock()
+			return fmt.Errorf("write %s: table not registered", name)
+		}
+		m, err := encodeMessage(tc, w.topics[name], ev)
+		if err != nil {
+			w.mu.Unlock()
+			return err
+		}
+		if ev.Op != OpTruncate {
+			msgs = append(msgs, m)
+			continue
+		}
+		// A truncate concerns every key, so every partition gets it, in order.
+		for p := 0; p < w.partitions[m.Topic]; p++ {
+			c := m
+			c.Headers = append(append([]kafka.Header{}, m.Headers...),
+				kafka.Header{Key: headerPartition, Value: strconv.AppendInt(nil, int64(p), 10)})
+			msgs = append(msgs, c)
+		}
+	}
+	w.mu.Unlock()
+	if err := w.kw.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("write %d events: %w", len(msgs), describeDialError(err))
+	}
+	return nil
+}
+
+func encodeMessage(tc *TableCodec, topic string, ev *Event) (kafka.Message, error) {
+	key := ev.Key
+	if key == nil {
+		key = ev.Row()
+	}
+	var k []byte
+	var err error
+	if ev.Op == OpTruncate {
+		k = []byte("__truncate")
+	} else {
+		k, err = tc.EncodeKey(&Event{Key: key})
+	}
+	if err != nil {
+		return kafka.Message{}, err
+	}
+	v, err := tc.EncodeValue(ev)
+	if err != nil {
+		return kafka.Message{}, err
+	}
+	return kafka.Message{Topic: topic, Key: k, Value: v, Headers: positionHeaders(ev)}, nil
+}
+
+// Mark publishes a watermark marker into every partition of every registered topic:
+// everything at or below lsn destined for those partitions has been written before it.
+func (w *Writer) Mark(ctx context.Context, lsn LSN) error {
+	w.mu.Lock()
+	var msgs []kafka.Message
+	for topic, n := range w.partitions {
+		for p := 0; p < n; p++ {
+			msgs = append(msgs, markerMessage(topic, p, lsn))
+		}
+	}
+	w.mu.Unlock()
+	if err := w.kw.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("write watermark %s: %w", lsn, describeDialError(err))
+	}
+	return nil
+}
+
+// Topics returns the topics the writer has registered.
+func (w *Writer) Topics() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]string, 0, len(w.partitions))
+	for t := range w.partitions {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Close flushes and closes the Kafka writer.
+func (w *Writer) Close() error { return w.kw.Close() }

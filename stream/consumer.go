@@ -1,0 +1,306 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// ConsumerConfig configures a Consumer.
+type ConsumerConfig struct {
+	Brokers     []string
+	Group       string   // the consumer group: offsets live in Kafka under this id
+	Topics      []string // input topics; their partitions are merged by position
+	SchemaTopic string   // default DefaultSchemaTopic
+	MaxBatch    int      // records per handler call, default 5000
+	Gates       []Gate   // upstream watermarks (gating, DESIGN §4)
+}
+
+// Validate checks the configuration.
+func (c ConsumerConfig) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("consumer config: no kafka brokers")
+	case c.Group == "":
+		return errors.New("consumer config: no consumer group")
+	case len(c.Topics) == 0:
+		return errors.New("consumer config: no topics")
+	}
+	return nil
+}
+
+// Batch is what a consumer hands to its handler: records in position order, all
+// at or below Watermark, and poison records (Err set) to dead-letter. Once the
+// handler returns nil for a batch whose Final is true, the consumer commits the
+// group's offsets up to it.
+type Batch struct {
+	Records   []Record
+	Watermark LSN  // every input change at or below it has been handed over
+	Final     bool // the last batch of a release; offsets are committed after it
+}
+
+// Consumer reads its input topics as one consumer group and hands their records
+// to a handler in position order: a change at commit LSN L is released only when
+// every assigned input partition has passed a watermark marker at or above L and
+// every gate is at or above L. Processing order therefore depends only on
+// positions, never on the relative speed of partitions, consumers or restarts.
+type Consumer struct {
+	cfg    ConsumerConfig
+	dec    *decoder
+	log    *slog.Logger
+	handle func(context.Context, Batch) error
+}
+
+// NewConsumer returns a consumer; Run starts it.
+func NewConsumer(cfg ConsumerConfig, codecs *Codecs, logger *slog.Logger) (*Consumer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 5000
+	}
+	return &Consumer{cfg: cfg, dec: newDecoder(cfg.Brokers, cfg.SchemaTopic, codecs), log: logger}, nil
+}
+
+// Run consumes until ctx is done or the handler fails; it returns the handler's
+// error (offsets of the failed batch are not committed).
+func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Batch) error) error {
+	c.handle = handle
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID: c.cfg.Group, Brokers: c.cfg.Brokers, Topics: c.cfg.Topics,
+		StartOffset: kafka.FirstOffset, HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second,
+		RebalanceTimeout: 10 * time.Second, JoinGroupBackoff: time.Second, WatchPartitionChanges: true,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer group %s: %w", c.cfg.Group, err)
+	}
+	defer cg.Close()
+	for {
+		gen, err := cg.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("join group %s: %w", c.cfg.Group, describeDialError(err))
+		}
+		genCtx, cancel := context.WithCancel(ctx)
+		gen.Start(func(gctx context.Context) {
+			select {
+			case <-gctx.Done():
+			case <-genCtx.Done():
+			}
+			cancel()
+		})
+		err = c.runGeneration(genCtx, gen)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, kafka.ErrGenerationEnded):
+			return err
+		}
+		c.log.Info("consumer group rebalanced", "group", c.cfg.Group, "generation", gen.ID)
+	}
+}
+
+type partition struct {
+	topic   string
+	id      int
+	reader  *kafka.Reader
+	pending []Record // decoded data records not yet released, in offset order
+	marker  LSN      // last marker read
+	marked  bool     // a marker has been read since start
+	marks   []mark   // markers read but not yet committed
+}
+
+type mark struct {
+	lsn    LSN
+	offset int64
+}
+
+func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) error {
+	var parts []*partition
+	defer func() {
+		for _, p := range parts {
+			p.reader.Close()
+		}
+	}()
+	for topic, assigned := range gen.Assignments {
+		for _, a := range assigned {
+			r := kafka.NewReader(kafka.ReaderConfig{
+				Brokers: c.cfg.Brokers, Topic: topic, Partition: a.ID,
+				MinBytes: 1, MaxBytes: 32 << 20, MaxWait: time.Second,
+			})
+			if err := r.SetOffset(a.Offset); err != nil {
+				r.Close()
+				return fmt.Errorf("seek %s[%d]: %w", topic, a.ID, err)
+			}
+			parts = append(parts, &partition{topic: topic, id: a.ID, reader: r})
+		}
+	}
+	if len(parts) == 0 {
+		<-ctx.Done() // more members than partitions: stand by
+		return ctx.Err()
+	}
+	sort.Slice(parts, func(i, j int) bool {
+		if parts[i].topic != parts[j].topic {
+			return parts[i].topic < parts[j].topic
+		}
+		return parts[i].id < parts[j].id
+	})
+	released := LSN(0)
+	for {
+		in := MaxLSN
+		for _, p := range parts {
+			if !p.marked {
+				in = 0
+				break
+			}
+			if p.marker < in {
+				in = p.marker
+			}
+		}
+		gate := MinWatermark(c.cfg.Gates)
+		bound := min(in, gate)
+		if bound > released || c.hasPoison(parts) {
+			if err := c.release(ctx, gen, parts, bound); err != nil {
+				return err
+			}
+			released = max(released, bound)
+			continue
+		}
+		if in <= gate {
+			// Input-limited: read the laggards up to their next marker.
+			for _, p := range parts {
+				if !p.marked || p.marker == in {
+					if err := c.readToMarker(ctx, p); err != nil {
+						return err
+					}
+				}
+			}
+			continue
+		}
+		// Gate-limited: wait for an upstream watermark to move.
+		waits := make([]<-chan struct{}, len(c.cfg.Gates))
+		for i, g := range c.cfg.Gates {
+			waits[i] = g.Changed()
+		}
+		if MinWatermark(c.cfg.Gates) != gate {
+			continue
+		}
+		if err := waitAny(ctx, waits); err != nil {
+			return err
+		}
+	}
+}
+
+func waitAny(ctx context.Context, chans []<-chan struct{}) error {
+	done := make(chan struct{})
+	defer close(done)
+	fired := make(chan struct{}, len(chans))
+	for _, ch := range chans {
+		go func(ch <-chan struct{}) {
+			select {
+			case <-ch:
+				fired <- struct{}{}
+			case <-done:
+			}
+		}(ch)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-fired:
+		return nil
+	}
+}
+
+func (c *Consumer) hasPoison(parts []*partition) bool {
+	for _, p := range parts {
+		for _, r := range p.pending {
+			if r.Err != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// readToMarker reads one partition until the next watermark marker.
+func (c *Consumer) readToMarker(ctx context.Context, p *partition) error {
+	for {
+		m, err := p.reader.FetchMessage(ctx)
+		if err != nil {
+			return fmt.Errorf("read %s[%d]: %w", p.topic, p.id, err)
+		}
+		if lsn, ok := MarkerLSN(m); ok {
+			if lsn > p.marker || !p.marked {
+				p.marker = max(p.marker, lsn)
+				p.marked = true
+				p.marks = append(p.marks, mark{lsn: p.marker, offset: m.Offset})
+				return nil
+			}
+			continue
+		}
+		p.pending = append(p.pending, c.dec.decode(ctx, m))
+	}
+}
+
+// release hands every pending record at or below bound (and every poison record)
+// to the handler in position order, then commits offsets past the markers covered.
+func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*partition, bound LSN) error {
+	var out []Record
+	for _, p := range parts {
+		n := 0
+		for n < len(p.pending) && (p.pending[n].Err != nil || p.pending[n].Event.Pos.LSN <= bound) {
+			n++
+		}
+		out = append(out, p.pending[:n]...)
+		p.pending = p.pending[n:]
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Event.Pos.Less(out[j].Event.Pos) })
+	for start := 0; ; start += c.cfg.MaxBatch {
+		end := min(start+c.cfg.MaxBatch, len(out))
+		b := Batch{Records: out[start:end], Watermark: bound, Final: end == len(out)}
+		if !b.Final {
+			// Only transactions wholly handed over are below the watermark.
+			if next := out[end].Event.Pos.LSN; next > 0 {
+				b.Watermark = next - 1
+			}
+		}
+		if err := c.handle(ctx, b); err != nil {
+			return err
+		}
+		if b.Final {
+			break
+		}
+	}
+	offsets := map[string]map[int]int64{}
+	for _, p := range parts {
+		keep := p.marks[:0]
+		commit := int64(-1)
+		for _, mk := range p.marks {
+			if mk.lsn <= bound {
+				commit = mk.offset + 1
+			} else {
+				keep = append(keep, mk)
+			}
+		}
+		p.marks = keep
+		if commit >= 0 {
+			if offsets[p.topic] == nil {
+				offsets[p.topic] = map[int]int64{}
+			}
+			offsets[p.topic][p.id] = commit
+		}
+	}
+	if err := gen.CommitOffsets(offsets); err != nil {
+		return fmt.Errorf("commit offsets of group %s: %w", c.cfg.Group, err)
+	}
+	return nil
+}

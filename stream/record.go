@@ -1,0 +1,82 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Record is one consumed data record: the decoded event, or Err when the record
+// could not be decoded (a poison record, to be dead-lettered with Raw).
+type Record struct {
+	Topic     string
+	Partition int
+	Offset    int64
+	Key       map[string]any
+	Event     Event
+	Err       error
+	Raw       kafka.Message
+}
+
+// decoder turns Kafka messages into records, loading unknown schemas from the
+// schema topic once per fingerprint before declaring a record poison.
+type decoder struct {
+	brokers     []string
+	schemaTopic string
+	codecs      *Codecs
+	mu          sync.Mutex
+	tried       map[uint64]bool
+}
+
+func newDecoder(brokers []string, schemaTopic string, codecs *Codecs) *decoder {
+	if schemaTopic == "" {
+		schemaTopic = DefaultSchemaTopic
+	}
+	return &decoder{brokers: brokers, schemaTopic: schemaTopic, codecs: codecs, tried: map[uint64]bool{}}
+}
+
+func (d *decoder) decode(ctx context.Context, m kafka.Message) Record {
+	rec := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Raw: m}
+	dec, err := d.codecs.DecodeEvent(m.Value)
+	if errors.Is(err, ErrUnknownSchema) && d.reload(ctx, dec.Fingerprint) {
+		dec, err = d.codecs.DecodeEvent(m.Value)
+	}
+	if err != nil {
+		rec.Err = fmt.Errorf("%s[%d]@%d: %w", m.Topic, m.Partition, m.Offset, err)
+		return rec
+	}
+	rec.Event = dec.Event
+	if dec.Event.Op != OpTruncate {
+		key, err := d.codecs.DecodeKey(m.Key)
+		if errors.Is(err, ErrUnknownSchema) {
+			if fp, ferr := Fingerprint(m.Key); ferr == nil && d.reload(ctx, fp) {
+				key, err = d.codecs.DecodeKey(m.Key)
+			}
+		}
+		if err != nil {
+			rec.Err = fmt.Errorf("%s[%d]@%d key: %w", m.Topic, m.Partition, m.Offset, err)
+			return rec
+		}
+		rec.Key = key
+		rec.Event.Key = key
+	}
+	return rec
+}
+
+func (d *decoder) reload(ctx context.Context, fp uint64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.tried[fp] {
+		return false
+	}
+	d.tried[fp] = true
+	_, err := LoadSchemas(ctx, d.brokers, d.schemaTopic, d.codecs)
+	if err != nil {
+		return false
+	}
+	_, ok := d.codecs.Lookup(fp)
+	return ok
+}

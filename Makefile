@@ -1,0 +1,22 @@
+# starstream — developer entry points.
+#   make up      start the local stack (PostgreSQL :55432, Kafka :19092) under .data/
+#   make down    stop it (data is kept; rm -rf .data for a clean slate)
+#   make status  state, port and PID of each service
+#   make test    start the stack if needed, then run all tests
+# Addresses for your shell: . deploy/local/env.sh
+
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+
+.PHONY: up down status
+up:
+	$(ROOT)/deploy/local/up.sh
+
+down:
+	$(ROOT)/deploy/local/down.sh
+
+status:
+	$(ROOT)/deploy/local/status.sh
+
+.PHONY: test
+test: up
+	go test -count=1 -p 2 -timeout 20m ./...

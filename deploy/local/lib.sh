@@ -1,0 +1,93 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # variables are used by the scripts that source this file
+# Shared helpers for the local stack scripts (deploy/local/*.sh). Sourced, never executed.
+#
+# Everything the stack writes lives under $DATA (<repo>/.data, git-ignored); downloaded jars
+# live under $CACHE (<repo>/.cache, git-ignored) so `rm -rf .data` does not re-download them.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
+LOCAL_DIR="$ROOT/deploy/local"
+DATA="${STARSTREAM_DATA_DIR:-$ROOT/.data}"
+CACHE="${STARSTREAM_CACHE_DIR:-$ROOT/.cache}"
+
+# Fixed ports: the DSN and broker address in env.sh and the tests depend on them.
+PG_PORT=55432
+PG_USER=starstream
+PG_PASSWORD=starstream
+PG_DB=starstream
+PG_DSN="postgres://${PG_USER}:${PG_PASSWORD}@127.0.0.1:${PG_PORT}/${PG_DB}?sslmode=disable"
+KAFKA_PORT=19092
+KAFKA_CONTROLLER_PORT=19093
+KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
+
+# How long `up` waits for a service to answer before giving up (seconds).
+UP_TIMEOUT="${STARSTREAM_UP_TIMEOUT:-120}"
+# How long `down` waits for a service to exit before escalating (seconds).
+DOWN_TIMEOUT="${STARSTREAM_DOWN_TIMEOUT:-60}"
+
+# SVC is set by each service script; messages are prefixed with it.
+SVC="${SVC:-local}"
+
+log()  { printf '%-9s %s\n' "${SVC}:" "$*" >&2; }
+warn() { printf '%-9s WARNING: %s\n' "${SVC}:" "$*" >&2; }
+die()  { printf '%-9s ERROR: %s\n' "${SVC}:" "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# pid_alive PID: the process exists (zombies count as gone).
+pid_alive() {
+  local pid="$1" state
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [ -d "/proc/$pid" ] || return 1
+  state="$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)"
+  [ -n "$state" ] && [ "$state" != "Z" ]
+}
+
+# pid_cmdline_has PID STRING: the process's command line contains STRING (so a PID reused by
+# an unrelated process after a crash or reboot is not mistaken for ours).
+pid_cmdline_has() {
+  local pid="$1" needle="$2"
+  pid_alive "$pid" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$needle"
+}
+
+# tcp_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
+tcp_open() {
+  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# with_lock NAME: serialise up/down of one service across concurrent callers (`make test`
+# depends on `make up`, so several engineers' test runs may call it at the same moment).
+# The lock is held until the calling script exits.
+with_lock() {
+  mkdir -p "$DATA"
+  exec 9>"$DATA/.$1.lock"
+  if ! flock -n 9; then
+    log "another up/down of $1 is in progress; waiting for it"
+    flock -w 900 9 || die "timed out waiting for the lock $DATA/.$1.lock"
+  fi
+}
+
+# apt_install PKG...: install Debian packages non-interactively (needs root).
+apt_install() {
+  is_root || die "missing $*; install it (apt-get install -y $*) or run as root"
+  command -v apt-get >/dev/null 2>&1 || die "missing $* and no apt-get on this machine: install it by hand"
+  log "installing $* with apt-get (one time)"
+  export DEBIAN_FRONTEND=noninteractive
+  # Two services may install at the same time: apt's own lock is taken by apt-get, but wait
+  # politely rather than fail.
+  (
+    flock -w 900 8 || exit 1
+    apt-get update -qq &&
+      apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confdef \
+        -o Dpkg::Options::=--force-confold "$@"
+  ) 8>/tmp/.starstream-apt.lock >&2 || die "apt-get install $* failed"
+}
+
+# tail_log FILE: last lines of a log, indented, for error messages.
+tail_log() {
+  [ -f "$1" ] || return 0
+  echo "---- last lines of $1 ----" >&2
+  tail -n 20 "$1" | sed 's/^/    /' >&2
+  echo "----" >&2
+}

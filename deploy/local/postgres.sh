@@ -1,0 +1,347 @@
+#!/usr/bin/env bash
+# Local PostgreSQL for development and tests: its own cluster under <repo>/.data/postgres,
+# wal_level=logical, port 55432 on 127.0.0.1, role/database starstream (password starstream).
+#
+#   deploy/local/postgres.sh up|down|status
+#
+# Idempotent: `up` on a running cluster only checks it; a stale postmaster.pid left by a crash
+# is removed; `down` stops the cluster in this repo's .data and nothing else.
+set -euo pipefail
+SVC=postgres
+# shellcheck source=deploy/local/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PG_ROOT="$DATA/postgres"
+PGDATA_DIR="$PG_ROOT/data"
+PG_LOG="$PG_ROOT/postgres.log"
+PG_SOCKDIR="$PG_ROOT/run"
+# A unix socket path is limited to 107 bytes: a repo in a deep directory falls back to /tmp.
+if [ $(( ${#PG_SOCKDIR} + 16 )) -gt 100 ]; then
+  PG_SOCKDIR="/tmp/starstream-pg-$(printf '%s' "$ROOT" | md5sum | cut -c1-10)"
+fi
+
+# The server must not run as root (initdb refuses): as root we run it as the `postgres` OS
+# user; as any other user, as that user.
+if is_root; then PG_OS_USER=postgres; else PG_OS_USER="$(id -un)"; fi
+
+# as_pg CMD...: run a command as the server's OS user, from a directory it can read, without
+# our lock file descriptors (a postmaster inheriting them would hold the lock forever).
+as_pg() {
+  if is_root; then
+    (cd / && runuser -u "$PG_OS_USER" -- "$@" 8>&- 9>&-)
+  else
+    (cd / && "$@" 8>&- 9>&-)
+  fi
+}
+
+# find_pg_bin: newest installed PostgreSQL server binaries (Debian layout), or $PG_BINDIR.
+find_pg_bin() {
+  local d
+  if [ -n "${PG_BINDIR:-}" ]; then
+    [ -x "$PG_BINDIR/initdb" ] && [ -x "$PG_BINDIR/postgres" ] && { echo "$PG_BINDIR"; return 0; }
+    return 1
+  fi
+  for d in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r); do
+    if [ -x "$d/initdb" ] && [ -x "$d/postgres" ] && [ -x "$d/pg_ctl" ]; then echo "$d"; return 0; fi
+  done
+  if command -v pg_config >/dev/null 2>&1; then
+    d="$(pg_config --bindir)"
+    [ -x "$d/initdb" ] && [ -x "$d/postgres" ] && { echo "$d"; return 0; }
+  fi
+  d="$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/x)")"
+  [ -x "$d/initdb" ] && [ -x "$d/postgres" ] && { echo "$d"; return 0; }
+  return 1
+}
+
+ensure_pg_bin() {
+  if ! PGBIN="$(find_pg_bin)"; then
+    apt_install postgresql
+    PGBIN="$(find_pg_bin)" || die "postgresql installed but initdb/postgres not found under /usr/lib/postgresql/*/bin"
+  fi
+}
+
+ensure_os_user() {
+  is_root || return 0
+  id -u "$PG_OS_USER" >/dev/null 2>&1 && return 0
+  log "creating system user $PG_OS_USER"
+  if command -v useradd >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir /var/lib/postgresql --no-create-home \
+      --shell /bin/bash "$PG_OS_USER"
+  else
+    adduser --system --group --home /var/lib/postgresql --no-create-home --shell /bin/bash "$PG_OS_USER"
+  fi
+}
+
+# ensure_dirs: .data/postgres owned by the server user, and reachable by it even when the repo
+# lives under a root-only path (then only the traverse bit is added to the blocking ancestors).
+ensure_dirs() {
+  mkdir -p "$PG_ROOT"
+  if is_root; then
+    chown "$PG_OS_USER:" "$PG_ROOT"
+    chmod 0755 "$PG_ROOT"
+    if ! as_pg test -x "$PG_ROOT" 2>/dev/null; then
+      local d="" part
+      IFS=/ read -r -a parts <<<"${PG_ROOT#/}"
+      for part in "${parts[@]}"; do
+        d="$d/$part"
+        if ! as_pg test -x "$d" 2>/dev/null; then
+          log "granting traverse permission (o+x) on $d so user $PG_OS_USER can reach $PG_ROOT"
+          chmod o+x "$d"
+        fi
+      done
+      as_pg test -x "$PG_ROOT" || die "user $PG_OS_USER still cannot reach $PG_ROOT"
+    fi
+  fi
+  as_pg mkdir -p "$PG_SOCKDIR"
+  as_pg chmod 0700 "$PG_SOCKDIR"
+  as_pg touch "$PG_LOG"
+}
+
+# postmaster_pid: PID of the postmaster serving our data dir, if one is running.
+# Prints nothing and returns 1 otherwise. A postmaster.pid whose process is gone, or whose
+# PID now belongs to some other program, is stale.
+postmaster_pid() {
+  local pid
+  [ -f "$PGDATA_DIR/postmaster.pid" ] || return 1
+  pid="$(head -n1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)"
+  if pid_cmdline_has "$pid" "$PGDATA_DIR"; then echo "$pid"; return 0; fi
+  return 1
+}
+
+# remove_stale_locks: after a crash (kill -9, OOM, reboot) postmaster.pid and the socket lock
+# file name a PID that is gone, or is a zombie (PID 1 in containers often does not reap), or now
+# belongs to another program. PostgreSQL itself only checks kill(pid, 0), which succeeds for a
+# zombie or a foreign process, and then refuses to start: remove them ourselves.
+remove_stale_locks() {
+  local f pid
+  for f in "$PGDATA_DIR/postmaster.pid" "$PG_SOCKDIR/.s.PGSQL.$PG_PORT.lock"; do
+    [ -f "$f" ] || continue
+    pid="$(head -n1 "$f" 2>/dev/null || true)"
+    if ! pid_cmdline_has "$pid" "$PGDATA_DIR"; then
+      log "removing stale $f (pid ${pid:-?} is not this cluster's postmaster)"
+      rm -f "$f"
+      [ "${f%.lock}" != "$f" ] && rm -f "${f%.lock}"
+    fi
+  done
+}
+
+init_cluster() {
+  if [ -f "$PGDATA_DIR/PG_VERSION" ]; then return 0; fi
+  if [ -d "$PGDATA_DIR" ]; then
+    warn "$PGDATA_DIR exists but was never fully initialised; re-creating it"
+    rm -rf "$PGDATA_DIR"
+  fi
+  log "initdb $PGDATA_DIR ($("$PGBIN/postgres" --version))"
+  if ! as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres --encoding=UTF8 --locale=C.UTF-8 \
+        --auth-local=peer --auth-host=scram-sha-256 >"$PG_ROOT/initdb.log" 2>&1; then
+    tail_log "$PG_ROOT/initdb.log"
+    rm -rf "$PGDATA_DIR"
+    die "initdb failed (full output: $PG_ROOT/initdb.log)"
+  fi
+  echo "include_if_exists = 'starstream.conf'   # written by deploy/local/postgres.sh" |
+    as_pg tee -a "$PGDATA_DIR/postgresql.conf" >/dev/null
+}
+
+# write_if_changed FILE: stdin replaces FILE (as the server user) when different.
+# Returns 0 when the file changed.
+write_if_changed() {
+  local f="$1" tmp
+  tmp="$(mktemp)"
+  cat >"$tmp"
+  if [ -f "$f" ] && cmp -s "$tmp" "$f"; then rm -f "$tmp"; return 1; fi
+  as_pg tee "$f" <"$tmp" >/dev/null
+  as_pg chmod 0600 "$f"
+  rm -f "$tmp"
+  return 0
+}
+
+write_config() {
+  local changed=1
+  write_if_changed "$PGDATA_DIR/starstream.conf" <<EOF && changed=0
+# Managed by deploy/local/postgres.sh: edits are overwritten by the next \`make up\`.
+# A dev/test cluster: durability traded for speed (fsync off).
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_SOCKDIR'
+unix_socket_permissions = 0700
+max_connections = 200
+password_encryption = scram-sha-256
+
+wal_level = logical
+max_replication_slots = 64
+max_wal_senders = 64
+wal_sender_timeout = 60s
+
+fsync = off
+full_page_writes = off
+shared_buffers = 256MB
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+
+timezone = 'UTC'
+log_timezone = 'UTC'
+log_line_prefix = '%m [%p] %q%u@%d '
+log_checkpoints = off
+EOF
+  write_if_changed "$PGDATA_DIR/pg_hba.conf" <<EOF && changed=0
+# Managed by deploy/local/postgres.sh: edits are overwritten by the next \`make up\`.
+# TYPE  DATABASE     USER   ADDRESS        METHOD
+local   all          postgres              peer map=admin
+local   all          all                   scram-sha-256
+host    all          all    127.0.0.1/32   scram-sha-256
+host    all          all    ::1/128        scram-sha-256
+host    replication  all    127.0.0.1/32   scram-sha-256
+host    replication  all    ::1/128        scram-sha-256
+EOF
+  write_if_changed "$PGDATA_DIR/pg_ident.conf" <<EOF && changed=0
+# Managed by deploy/local/postgres.sh: OS users allowed to connect as the postgres role
+# through the private unix socket.
+# MAPNAME  SYSTEM-USERNAME  PG-USERNAME
+admin      $PG_OS_USER      postgres
+admin      root             postgres
+EOF
+  return $changed
+}
+
+# pg_ready: the server accepts TCP connections on 127.0.0.1:PG_PORT.
+pg_ready() {
+  "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 2 >/dev/null 2>&1
+}
+
+wait_ready() {
+  local deadline=$((SECONDS + UP_TIMEOUT)) pid
+  until pg_ready; do
+    if ! pid="$(postmaster_pid)"; then
+      tail_log "$PG_LOG"
+      die "server exited while starting; see $PG_LOG"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      tail_log "$PG_LOG"
+      die "pid $pid is running but not accepting connections on 127.0.0.1:$PG_PORT after ${UP_TIMEOUT}s; see $PG_LOG (try 'make down && make up')"
+    fi
+    sleep 0.5
+  done
+}
+
+start_server() {
+  local attempt
+  for attempt in 1 2 3; do
+    log "starting on 127.0.0.1:$PG_PORT (log: $PG_LOG)"
+    if as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t "$UP_TIMEOUT" -s start; then
+      return 0
+    fi
+    # After a kill -9 of the postmaster its orphaned backends may hold the old shared memory
+    # for a moment: wait for them and retry.
+    if [ $attempt -lt 3 ] && tail -n 20 "$PG_LOG" | grep -q 'pre-existing shared memory block'; then
+      log "old backends still hold shared memory; retrying in 3s"
+      sleep 3
+      continue
+    fi
+    break
+  done
+  tail_log "$PG_LOG"
+  die "pg_ctl start failed; see $PG_LOG"
+}
+
+bootstrap_roles() {
+  as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKDIR" -p "$PG_PORT" -U postgres \
+    -d postgres >/dev/null <<EOF || die "could not create role/database $PG_USER (see output above)"
+DO \$\$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER') THEN
+    CREATE ROLE $PG_USER;
+  END IF;
+END
+\$\$;
+ALTER ROLE $PG_USER WITH LOGIN SUPERUSER REPLICATION PASSWORD '$PG_PASSWORD';
+SELECT 'CREATE DATABASE $PG_DB OWNER $PG_USER'
+WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DB')\gexec
+EOF
+}
+
+check_dsn() {
+  local out
+  out="$("$PGBIN/psql" -X -A -t -c 'SHOW wal_level' "$PG_DSN" 2>&1)" ||
+    die "cannot connect with $PG_DSN: $out (log: $PG_LOG)"
+  [ "$out" = logical ] || die "wal_level is '$out', expected 'logical'; restart with 'make down && make up'"
+}
+
+cmd_up() {
+  with_lock postgres
+  ensure_pg_bin
+  ensure_os_user
+  ensure_dirs
+  local pid started=0
+  if pid="$(postmaster_pid)"; then
+    if write_config; then
+      warn "configuration changed; running server keeps the old settings until 'make down && make up'"
+    fi
+    if pg_ready; then
+      log "already running (pid $pid, 127.0.0.1:$PG_PORT)"
+    else
+      log "pid $pid is running but not accepting connections yet; waiting up to ${UP_TIMEOUT}s"
+      wait_ready
+    fi
+  else
+    remove_stale_locks
+    if tcp_open "$PG_PORT"; then
+      die "port $PG_PORT is already in use by another process (not this repo's cluster in $PGDATA_DIR); stop it first"
+    fi
+    init_cluster
+    write_config || true
+    start_server
+    wait_ready
+    started=1
+  fi
+  bootstrap_roles
+  check_dsn
+  pid="$(postmaster_pid || echo '?')"
+  if [ $started = 1 ]; then
+    log "ready: pid $pid, $PG_DSN"
+  fi
+}
+
+cmd_down() {
+  with_lock postgres
+  local pid
+  if ! [ -f "$PGDATA_DIR/postmaster.pid" ]; then
+    log "not running"
+    return 0
+  fi
+  if ! pid="$(postmaster_pid)"; then
+    remove_stale_locks
+    log "not running"
+    return 0
+  fi
+  ensure_pg_bin
+  log "stopping (pid $pid)"
+  if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t "$DOWN_TIMEOUT" -s stop; then
+    warn "fast shutdown did not finish in ${DOWN_TIMEOUT}s; using immediate shutdown"
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w -t 30 -s stop ||
+      die "could not stop pid $pid; see $PG_LOG"
+  fi
+  # pg_ctl returns once postmaster.pid is gone; make sure the process is too.
+  local deadline=$((SECONDS + 10))
+  while pid_alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  log "stopped"
+}
+
+cmd_status() {
+  local pid state
+  PGBIN="$(find_pg_bin || true)"
+  if pid="$(postmaster_pid)"; then
+    if [ -n "$PGBIN" ] && pg_ready; then state="running"; else state="running (not accepting connections)"; fi
+    printf '%-10s %-38s %-6s %-8s %s\n' postgres "$state" "$PG_PORT" "$pid" "$PG_LOG"
+  elif [ -f "$PGDATA_DIR/postmaster.pid" ]; then
+    printf '%-10s %-38s %-6s %-8s %s\n' postgres "stopped (stale pid file)" "$PG_PORT" "-" "$PG_LOG"
+  else
+    printf '%-10s %-38s %-6s %-8s %s\n' postgres "stopped" "$PG_PORT" "-" "$PG_LOG"
+  fi
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

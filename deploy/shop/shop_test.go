@@ -24,7 +24,7 @@ var schemaCounter atomic.Int64
 
 // testConn connects to the test server, failing (not skipping) when it is
 // unreachable: an integration suite that silently skips proves nothing.
-func testConn(t *testing.T) *pgx.Conn {
+func testConn(t testing.TB) *pgx.Conn {
 	t.Helper()
 	dsn := os.Getenv("STARSTREAM_PG_DSN")
 	if dsn == "" {

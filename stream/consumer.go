@@ -34,15 +34,40 @@ func (c ConsumerConfig) Validate() error {
 	return nil
 }
 
+// Offsets are consumer offsets by topic and partition: the next offset to read.
+type Offsets map[string]map[int]int64
+
 // Batch is what a consumer hands to its handler: records in position order, all
 // at or below Watermark, and poison records (Err set) to dead-letter. Once the
-// handler returns nil for a batch whose Final is true, the consumer commits the
-// group's offsets up to it.
+// handler returns nil for a batch whose Final is true, the consumer commits
+// Commit, the group's offsets past the markers the batch covered.
 type Batch struct {
 	Records   []Record
-	Watermark LSN  // every input change at or below it has been handed over
-	Final     bool // the last batch of a release; offsets are committed after it
+	Watermark LSN     // every input change at or below it has been handed over
+	Final     bool    // the last batch of a release; offsets are committed after it
+	Commit    Offsets // set on Final batches: what will be committed
 }
+
+// Handler consumes batches.
+type Handler interface {
+	// Assigned is called when the group assigns partitions, with the committed
+	// offsets (kafka.FirstOffset where none), before anything is read; it returns
+	// where to start reading, at or before the committed offsets.
+	Assigned(ctx context.Context, committed Offsets) (Offsets, error)
+	// Handle processes one batch; offsets are committed only after it returns nil.
+	Handle(ctx context.Context, b Batch) error
+}
+
+// HandlerFunc adapts a function to a Handler that starts at the committed offsets.
+type HandlerFunc func(context.Context, Batch) error
+
+// Assigned returns the committed offsets unchanged.
+func (f HandlerFunc) Assigned(_ context.Context, committed Offsets) (Offsets, error) {
+	return committed, nil
+}
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, b Batch) error { return f(ctx, b) }
 
 // Consumer reads its input topics as one consumer group and hands their records
 // to a handler in position order: a change at commit LSN L is released only when
@@ -50,10 +75,10 @@ type Batch struct {
 // every gate is at or above L. Processing order therefore depends only on
 // positions, never on the relative speed of partitions, consumers or restarts.
 type Consumer struct {
-	cfg    ConsumerConfig
-	dec    *decoder
-	log    *slog.Logger
-	handle func(context.Context, Batch) error
+	cfg ConsumerConfig
+	dec *decoder
+	log *slog.Logger
+	h   Handler
 }
 
 // NewConsumer returns a consumer; Run starts it.
@@ -69,8 +94,8 @@ func NewConsumer(cfg ConsumerConfig, codecs *Codecs, logger *slog.Logger) (*Cons
 
 // Run consumes until ctx is done or the handler fails; it returns the handler's
 // error (offsets of the failed batch are not committed).
-func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Batch) error) error {
-	c.handle = handle
+func (c *Consumer) Run(ctx context.Context, h Handler) error {
+	c.h = h
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID: c.cfg.Group, Brokers: c.cfg.Brokers, Topics: c.cfg.Topics,
 		StartOffset: kafka.FirstOffset, HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second,
@@ -80,14 +105,25 @@ func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Batch) 
 		return fmt.Errorf("consumer group %s: %w", c.cfg.Group, err)
 	}
 	defer cg.Close()
+	var failingSince time.Time
 	for {
 		gen, err := cg.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("join group %s: %w", c.cfg.Group, describeDialError(err))
+			// kafka-go keeps rejoining on its own; a coordinator that is still
+			// starting is normal, one that stays away is an outage worth failing on.
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			}
+			if time.Since(failingSince) > 2*time.Minute {
+				return fmt.Errorf("join group %s: %w", c.cfg.Group, describeDialError(err))
+			}
+			c.log.Warn("joining consumer group failed, retrying", "group", c.cfg.Group, "error", err)
+			continue
 		}
+		failingSince = time.Time{}
 		genCtx, cancel := context.WithCancel(ctx)
 		gen.Start(func(gctx context.Context) {
 			select {
@@ -130,13 +166,28 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) err
 			p.reader.Close()
 		}
 	}()
+	committed := Offsets{}
+	for topic, assigned := range gen.Assignments {
+		committed[topic] = map[int]int64{}
+		for _, a := range assigned {
+			committed[topic][a.ID] = a.Offset
+		}
+	}
+	start, err := c.h.Assigned(ctx, committed)
+	if err != nil {
+		return err
+	}
 	for topic, assigned := range gen.Assignments {
 		for _, a := range assigned {
 			r := kafka.NewReader(kafka.ReaderConfig{
 				Brokers: c.cfg.Brokers, Topic: topic, Partition: a.ID,
 				MinBytes: 1, MaxBytes: 32 << 20, MaxWait: time.Second,
 			})
-			if err := r.SetOffset(a.Offset); err != nil {
+			offset, ok := start[topic][a.ID]
+			if !ok {
+				offset = a.Offset
+			}
+			if err := r.SetOffset(offset); err != nil {
 				r.Close()
 				return fmt.Errorf("seek %s[%d]: %w", topic, a.ID, err)
 			}
@@ -264,23 +315,7 @@ func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*
 		p.pending = p.pending[n:]
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Event.Pos.Less(out[j].Event.Pos) })
-	for start := 0; ; start += c.cfg.MaxBatch {
-		end := min(start+c.cfg.MaxBatch, len(out))
-		b := Batch{Records: out[start:end], Watermark: bound, Final: end == len(out)}
-		if !b.Final {
-			// Only transactions wholly handed over are below the watermark.
-			if next := out[end].Event.Pos.LSN; next > 0 {
-				b.Watermark = next - 1
-			}
-		}
-		if err := c.handle(ctx, b); err != nil {
-			return err
-		}
-		if b.Final {
-			break
-		}
-	}
-	offsets := map[string]map[int]int64{}
+	offsets := Offsets{}
 	for _, p := range parts {
 		keep := p.marks[:0]
 		commit := int64(-1)
@@ -297,6 +332,22 @@ func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*
 				offsets[p.topic] = map[int]int64{}
 			}
 			offsets[p.topic][p.id] = commit
+		}
+	}
+	for start := 0; ; start += c.cfg.MaxBatch {
+		end := min(start+c.cfg.MaxBatch, len(out))
+		b := Batch{Records: out[start:end], Watermark: bound, Final: end == len(out)}
+		if b.Final {
+			b.Commit = offsets
+		} else if next := out[end].Event.Pos.LSN; next > 0 {
+			// Only transactions wholly handed over are below the watermark.
+			b.Watermark = next - 1
+		}
+		if err := c.h.Handle(ctx, b); err != nil {
+			return err
+		}
+		if b.Final {
+			break
 		}
 	}
 	if err := gen.CommitOffsets(offsets); err != nil {

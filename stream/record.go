@@ -69,6 +69,9 @@ func (d *decoder) decode(ctx context.Context, m kafka.Message) Record {
 func (d *decoder) reload(ctx context.Context, fp uint64) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if _, ok := d.codecs.Lookup(fp); ok {
+		return true // another goroutine loaded it meanwhile
+	}
 	if d.tried[fp] {
 		return false
 	}

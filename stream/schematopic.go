@@ -2,8 +2,8 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -15,39 +15,23 @@ func LoadSchemas(ctx context.Context, brokers []string, topic string, codecs *Co
 	if topic == "" {
 		topic = DefaultSchemaTopic
 	}
-	admin := NewAdmin(brokers)
-	first, end, err := admin.EndOffsets(ctx, topic)
-	if err != nil {
-		return 0, fmt.Errorf("load schemas: %w", err)
-	}
 	loaded := 0
-	for p, last := range end {
-		if last <= first[p] {
-			continue
+	err := ScanToEnd(ctx, brokers, topic, func(m kafka.Message) error {
+		if len(m.Value) == 0 {
+			return nil
 		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p, MaxBytes: 16 << 20, MaxWait: time.Second})
-		if err := r.SetOffset(first[p]); err != nil {
-			r.Close()
-			return loaded, fmt.Errorf("load schemas: %w", err)
+		if _, err := codecs.Add(string(m.Value)); err != nil {
+			return fmt.Errorf("load schema %s: %w", m.Key, err)
 		}
-		for {
-			m, err := r.FetchMessage(ctx)
-			if err != nil {
-				r.Close()
-				return loaded, fmt.Errorf("load schemas: %w", err)
-			}
-			if len(m.Value) > 0 {
-				if _, err := codecs.Add(string(m.Value)); err != nil {
-					r.Close()
-					return loaded, fmt.Errorf("load schema %s: %w", m.Key, err)
-				}
-				loaded++
-			}
-			if m.Offset >= last-1 {
-				break
-			}
-		}
-		r.Close()
+		loaded++
+		return nil
+	})
+	if err != nil {
+		return loaded, fmt.Errorf("load schemas: %w", err)
 	}
 	return loaded, nil
+}
+
+func isUnknownTopic(err error) bool {
+	return errors.Is(err, kafka.UnknownTopicOrPartition)
 }

@@ -231,3 +231,22 @@ func (w *Writer) Topics() []string {
 
 // Close flushes and closes the Kafka writer.
 func (w *Writer) Close() error { return w.kw.Close() }
+
+// WriteRaw publishes messages as they are (dead letters), creating their topics
+// with the writer's topic settings; it returns after every message was acknowledged.
+func (w *Writer) WriteRaw(ctx context.Context, msgs []kafka.Message) error {
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		if seen[m.Topic] {
+			continue
+		}
+		seen[m.Topic] = true
+		if _, err := w.admin.EnsureTopic(ctx, m.Topic, w.cfg.Topics); err != nil {
+			return err
+		}
+	}
+	if err := w.kw.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("write %d raw messages: %w", len(msgs), describeDialError(err))
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package stream_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/starstream/starstream/stream"
+	"github.com/starstream/starstream/stream/streamtest"
+)
+
+func itemsSchema(schema, table string) stream.TableSchema {
+	return stream.TableSchema{Schema: schema, Table: table, Columns: []stream.Column{
+		{Name: "id", Type: stream.Type{Kind: stream.KindInt}, Key: true},
+		{Name: "note", Type: stream.Type{Kind: stream.KindString}, Nullable: true},
+	}}
+}
+
+func event(schema, table string, id int64, lsn stream.LSN, seq uint64) stream.Event {
+	return stream.Event{Schema: schema, Table: table, Op: stream.OpInsert,
+		Key:   map[string]any{"id": id},
+		After: map[string]any{"id": id, "note": fmt.Sprintf("%d@%d", id, lsn)},
+		Pos:   stream.Position{LSN: lsn, Seq: seq}, CommitTime: time.Unix(int64(lsn), 0)}
+}
+
+// Two topics of three partitions; transactions interleave across topics. The consumer
+// must hand records over in position order, gated by an upstream watermark, and a new
+// consumer of the same group resumes from committed offsets.
+func TestConsumerMergesByPositionAndGates(t *testing.T) {
+	t.Parallel()
+	brokers := streamtest.Brokers(t)
+	ns := streamtest.Name(t, "s")
+	topicA, topicB := "cdc."+ns+".a", "cdc."+ns+".b"
+	streamtest.DeleteTopics(t, brokers, topicA, topicB)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+
+	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers}, stream.NewCodecs(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for _, tp := range []struct{ topic, table string }{{topicA, "a"}, {topicB, "b"}} {
+		if _, err := w.Register(ctx, tp.topic, itemsSchema(ns, tp.table)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 20 transactions, each writing to both tables; LSN 100, 110, ...
+	var want []stream.Position
+	for i := 0; i < 20; i++ {
+		lsn := stream.LSN(100 + 10*i)
+		evs := []stream.Event{event(ns, "a", int64(i), lsn, 0), event(ns, "b", int64(i), lsn, 1), event(ns, "a", int64(100+i), lsn, 2)}
+		if err := w.Write(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Mark(ctx, lsn); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			want = append(want, e.Pos)
+		}
+	}
+
+	gate := stream.NewBeacon(150)
+	group := streamtest.Name(t, "g")
+	var mu sync.Mutex
+	var got []stream.Position
+	var watermarks []stream.LSN
+	run := func(ctx context.Context, stopAt int) {
+		c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, Group: group, Topics: []string{topicA, topicB},
+			Gates: []stream.Gate{gate}, MaxBatch: 7}, stream.NewCodecs(), log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, stop := context.WithCancel(ctx)
+		defer stop()
+		err = c.Run(ctx, stream.HandlerFunc(func(_ context.Context, b stream.Batch) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range b.Records {
+				if r.Err != nil {
+					return r.Err
+				}
+				if r.Event.Pos.LSN > gate.Watermark() {
+					t.Errorf("record at %s released above gate %s", r.Event.Pos, gate.Watermark())
+				}
+				got = append(got, r.Event.Pos)
+			}
+			watermarks = append(watermarks, b.Watermark)
+			if b.Final && b.Watermark >= stream.LSN(stopAt) {
+				stop()
+			}
+			return nil
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(ctx, 150) // gate holds everything above 150
+	mu.Lock()
+	if n := len(got); n != 6*3 {
+		t.Fatalf("released %d records before the gate moved, want 18 (LSN 100..150)", n)
+	}
+	mu.Unlock()
+	gate.Advance(stream.MaxLSN)
+	run(ctx, 290) // a new member of the same group resumes after the committed offsets
+	mu.Lock()
+	defer mu.Unlock()
+	// At-least-once: the batch in flight when the first consumer stopped may come
+	// again, in order; nothing may be missing or out of order.
+	seen := map[stream.Position]bool{}
+	dedup := got[:0:0]
+	for i, p := range got {
+		if i > 0 && p.Less(got[i-1]) && !seen[p] {
+			t.Fatalf("record %d at %s after %s", i, p, got[i-1])
+		}
+		if !seen[p] {
+			seen[p] = true
+			dedup = append(dedup, p)
+		}
+	}
+	got = dedup
+	if len(got) != len(want) {
+		t.Fatalf("got %d records, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("record %d at %s, want %s (position order)", i, got[i], want[i])
+		}
+	}
+}
+
+// A follower applies every record of a topic and its watermark reaches the last
+// marker only after the records before it were applied.
+func TestFollowerWatermark(t *testing.T) {
+	t.Parallel()
+	brokers := streamtest.Brokers(t)
+	ns := streamtest.Name(t, "f")
+	topic := "dim." + ns + ".x"
+	streamtest.DeleteTopics(t, brokers, topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers}, stream.NewCodecs(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Register(ctx, topic, itemsSchema(ns, "x")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		if err := w.Write(ctx, []stream.Event{event(ns, "x", int64(i), stream.LSN(10+i), 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Mark(ctx, 59); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	applied := map[int64]bool{}
+	f := stream.NewFollower(stream.FollowerConfig{Brokers: brokers, Topic: topic}, stream.NewCodecs(), func(r stream.Record) error {
+		mu.Lock()
+		defer mu.Unlock()
+		applied[r.Key["id"].(int64)] = true
+		return nil
+	}, log)
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(fctx) }()
+	for f.Watermark() < 59 {
+		select {
+		case <-f.Changed():
+		case err := <-done:
+			t.Fatalf("follower stopped at watermark %s: %v", f.Watermark(), err)
+		case <-ctx.Done():
+			t.Fatalf("watermark stuck at %s", f.Watermark())
+		}
+	}
+	mu.Lock()
+	n := len(applied)
+	mu.Unlock()
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n != 50 {
+		t.Fatalf("watermark reached 59 with %d of 50 records applied", n)
+	}
+}

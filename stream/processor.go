@@ -1,0 +1,229 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Step is a pipeline's logic, driven by a Processor.
+type Step interface {
+	// Reset clears the in-memory state before a restore.
+	Reset()
+	// Restore applies one state record that an earlier Process returned.
+	Restore(ev Event) error
+	// Process handles a batch: it makes the warehouse durable and returns the
+	// events to publish on its output topics and the state records to keep.
+	// Records with Err set are dead-lettered by the Processor and never reach Process.
+	Process(ctx context.Context, b Batch) (out, state []Event, err error)
+}
+
+// ProcessorConfig configures a Processor.
+type ProcessorConfig struct {
+	Name       string // the pipeline, for logs and the checkpoint key
+	Consumer   ConsumerConfig
+	StateTopic string // single-partition topic holding state records and checkpoints
+	DeadLetter string // topic for poison records
+}
+
+// checkpointSchema is the state-topic record that closes each committed batch.
+var checkpointSchema = TableSchema{Schema: "starstream", Table: "checkpoint", Columns: []Column{
+	{Name: "pipeline", Type: Type{Kind: KindString}, Key: true},
+	{Name: "offsets", Type: Type{Kind: KindJSON}},
+}}
+
+// Processor runs a Step on a Consumer, in this order for every batch: the step
+// writes the warehouse, the outputs and state records are published, a checkpoint
+// naming the batch's offsets closes it, the pipeline's watermark marker goes out,
+// and only then are offsets committed. On every assignment the state is rebuilt
+// from the state topic up to the newest checkpoint at or before the committed
+// offsets, and reading starts from that checkpoint. So a crash re-derives at most
+// the last batch, and any offset reset — ours or Kafka's own tool — re-derives
+// everything after it from matching state.
+type Processor struct {
+	cfg    ProcessorConfig
+	codecs *Codecs
+	w      *Writer
+	step   Step
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	watermark LSN
+	lastError string
+	processed int64
+	deadLet   int64
+}
+
+// NewProcessor returns a processor. The writer must have the step's output and
+// state tables registered; the processor registers its checkpoint table.
+func NewProcessor(ctx context.Context, cfg ProcessorConfig, codecs *Codecs, w *Writer, step Step, logger *slog.Logger) (*Processor, error) {
+	if err := cfg.Consumer.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.StateTopic == "" || cfg.DeadLetter == "" {
+		return nil, fmt.Errorf("processor %s: state and dead-letter topics are required", cfg.Name)
+	}
+	if _, err := w.Register(ctx, cfg.StateTopic, checkpointSchema); err != nil {
+		return nil, err
+	}
+	return &Processor{cfg: cfg, codecs: codecs, w: w, step: step, log: logger.With("pipeline", cfg.Name)}, nil
+}
+
+// Run consumes until ctx is done.
+func (p *Processor) Run(ctx context.Context) error {
+	c, err := NewConsumer(p.cfg.Consumer, p.codecs, p.log)
+	if err != nil {
+		return err
+	}
+	err = c.Run(ctx, p)
+	if err != nil {
+		p.mu.Lock()
+		p.lastError = err.Error()
+		p.mu.Unlock()
+	}
+	return err
+}
+
+// Stats is a snapshot of a processor's progress.
+type Stats struct {
+	Watermark  LSN
+	Processed  int64
+	DeadLetter int64
+	LastError  string
+}
+
+// Stats returns the processor's progress.
+func (p *Processor) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{Watermark: p.watermark, Processed: p.processed, DeadLetter: p.deadLet, LastError: p.lastError}
+}
+
+// Assigned rebuilds the step's state up to the newest checkpoint at or before
+// the committed offsets and returns that checkpoint's offsets.
+func (p *Processor) Assigned(ctx context.Context, committed Offsets) (Offsets, error) {
+	if _, err := LoadSchemas(ctx, p.cfg.Consumer.Brokers, p.cfg.Consumer.SchemaTopic, p.codecs); err != nil {
+		return nil, err
+	}
+	var records []Event
+	cut, start := 0, Offsets{}
+	err := ScanToEnd(ctx, p.cfg.Consumer.Brokers, p.cfg.StateTopic, func(m kafka.Message) error {
+		if _, ok := MarkerLSN(m); ok {
+			return nil
+		}
+		dec, err := p.codecs.DecodeEvent(m.Value)
+		if err != nil {
+			return fmt.Errorf("state topic %s@%d: %w", p.cfg.StateTopic, m.Offset, err)
+		}
+		ev := dec.Event
+		if ev.Schema == checkpointSchema.Schema && ev.Table == checkpointSchema.Table {
+			var ck Offsets
+			text, _ := ev.After["offsets"].(string)
+			if err := json.Unmarshal([]byte(text), &ck); err != nil {
+				return fmt.Errorf("checkpoint %s@%d: %w", p.cfg.StateTopic, m.Offset, err)
+			}
+			if covered(ck, committed) {
+				cut, start = len(records), ck
+			}
+			return nil
+		}
+		records = append(records, ev)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.step.Reset()
+	for _, ev := range records[:cut] {
+		if err := p.step.Restore(ev); err != nil {
+			return nil, fmt.Errorf("restore %s: %w", p.cfg.Name, err)
+		}
+	}
+	for topic, parts := range committed {
+		for id := range parts {
+			if _, ok := start[topic][id]; !ok {
+				if start[topic] == nil {
+					start[topic] = map[int]int64{}
+				}
+				start[topic][id] = kafka.FirstOffset
+			}
+		}
+	}
+	p.log.Info("state restored", "records", cut, "start", fmt.Sprint(start))
+	return start, nil
+}
+
+func offsetValue(o int64) int64 { return max(o, 0) }
+
+// covered reports whether a checkpoint lies at or before the committed offsets
+// on every partition.
+func covered(ck, committed Offsets) bool {
+	for topic, parts := range ck {
+		for id, off := range parts {
+			if offsetValue(off) > offsetValue(committed[topic][id]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Handle runs the step on a batch and publishes what it produced.
+func (p *Processor) Handle(ctx context.Context, b Batch) error {
+	good := b.Records[:0:0]
+	var dead []kafka.Message
+	for _, r := range b.Records {
+		if r.Err == nil {
+			good = append(good, r)
+			continue
+		}
+		m := kafka.Message{Topic: p.cfg.DeadLetter, Key: r.Raw.Key, Value: r.Raw.Value,
+			Headers: append(append([]kafka.Header{}, r.Raw.Headers...),
+				kafka.Header{Key: "starstream.dlq.reason", Value: []byte(r.Err.Error())},
+				kafka.Header{Key: "starstream.dlq.source", Value: []byte(fmt.Sprintf("%s[%d]@%d", r.Topic, r.Partition, r.Offset))},
+				kafka.Header{Key: "starstream.dlq.time", Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))})}
+		dead = append(dead, m)
+		p.log.Warn("poison record dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", r.Err)
+	}
+	if len(dead) > 0 {
+		if err := p.w.WriteRaw(ctx, dead); err != nil {
+			return err
+		}
+	}
+	b.Records = good
+	out, state, err := p.step.Process(ctx, b)
+	if err != nil {
+		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, err)
+	}
+	if err := p.w.Write(ctx, out); err != nil {
+		return err
+	}
+	if b.Final {
+		text, _ := json.Marshal(b.Commit)
+		state = append(state, Event{Schema: checkpointSchema.Schema, Table: checkpointSchema.Table, Op: OpUpdate,
+			Key:   map[string]any{"pipeline": p.cfg.Name},
+			After: map[string]any{"pipeline": p.cfg.Name, "offsets": string(text)}, Pos: Position{LSN: b.Watermark}})
+	}
+	if err := p.w.Write(ctx, state); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	advance := b.Watermark > p.watermark
+	p.mu.Unlock()
+	if advance {
+		if err := p.w.Mark(ctx, b.Watermark); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	p.watermark = max(p.watermark, b.Watermark)
+	p.processed += int64(len(good))
+	p.deadLet += int64(len(dead))
+	p.mu.Unlock()
+	return nil
+}

@@ -291,7 +291,7 @@ func convert(colType string, v protoreflect.Value) (any, error) {
 	case "BOOL":
 		return v.Bool(), nil
 	case "BYTES":
-		return append([]byte(nil), v.Bytes()...), nil
+		return append([]byte{}, v.Bytes()...), nil
 	case "NUMERIC", "BIGNUMERIC":
 		var r *big.Rat
 		if b, ok := v.Interface().([]byte); ok {

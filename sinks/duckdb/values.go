@@ -1,0 +1,182 @@
+package duckdb
+
+import (
+	"database/sql/driver"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"time"
+	"unicode/utf8"
+
+	"github.com/starstream/starstream/sinks"
+)
+
+// numericScale and numericLimit bound NUMERIC as DECIMAL(38,9): at most 29
+// digits before the point, 9 after.
+const numericScale = 9
+
+var (
+	numericFactor = new(big.Int).Exp(big.NewInt(10), big.NewInt(numericScale), nil)
+	numericLimit  = new(big.Int).Exp(big.NewInt(10), big.NewInt(38), nil)
+)
+
+// convert checks value v of column c and returns what the staging Appender takes
+// for it, or a reason to refuse the row. Typed nils (*big.Rat, []byte) are NULL.
+func convert(c column, v any) (driver.Value, string) {
+	switch c.typ {
+	case sinks.String:
+		if s, ok := v.(string); ok {
+			if !utf8.ValidString(s) {
+				return nil, fmt.Sprintf("column %s: string is not valid UTF-8", c.name)
+			}
+			return s, ""
+		}
+	case sinks.Int64:
+		if n, ok := v.(int64); ok {
+			return n, ""
+		}
+	case sinks.Float64:
+		if f, ok := v.(float64); ok {
+			return f, ""
+		}
+	case sinks.Bool:
+		if b, ok := v.(bool); ok {
+			return b, ""
+		}
+	case sinks.Numeric:
+		if r, ok := v.(*big.Rat); ok {
+			if r == nil {
+				return nil, ""
+			}
+			scaled, ok := scaleNumeric(r)
+			if !ok {
+				return nil, fmt.Sprintf("column %s: NUMERIC %s exceeds 29 digits before the point", c.name, r.FloatString(numericScale))
+			}
+			return scaled, ""
+		}
+	case sinks.Timestamp:
+		if ts, ok := v.(time.Time); ok {
+			if y := ts.UTC().Year(); y < 1 || y > 9999 {
+				return nil, fmt.Sprintf("column %s: TIMESTAMP %v outside years 1 to 9999", c.name, ts)
+			}
+			return ts, ""
+		}
+	case sinks.Date:
+		if d, ok := v.(time.Time); ok {
+			// The calendar date the value names, in its own location: the driver
+			// would otherwise take the UTC day of the instant.
+			y, m, day := d.Date()
+			if y < 1 || y > 9999 {
+				return nil, fmt.Sprintf("column %s: DATE %v outside years 1 to 9999", c.name, d)
+			}
+			return time.Date(y, m, day, 0, 0, 0, 0, time.UTC), ""
+		}
+	case sinks.JSON:
+		if s, ok := v.(string); ok {
+			if !utf8.ValidString(s) || !json.Valid([]byte(s)) {
+				return nil, fmt.Sprintf("column %s: not valid JSON text", c.name)
+			}
+			// Staged as VARCHAR: the Appender would json.Marshal a value bound for a
+			// JSON column, turning the text into a JSON string literal.
+			return s, ""
+		}
+	case sinks.Bytes:
+		if b, ok := v.([]byte); ok {
+			if b == nil {
+				return nil, ""
+			}
+			return b, ""
+		}
+	}
+	return nil, fmt.Sprintf("column %s: Go type %T does not fit %s", c.name, v, c.typ)
+}
+
+// scaleNumeric returns r·10⁹ rounded half away from zero (as BigQuery rounds
+// NUMERIC), the unscaled form of DECIMAL(38,9), and whether it fits 38 digits.
+func scaleNumeric(r *big.Rat) (*big.Int, bool) {
+	num := new(big.Int).Mul(r.Num(), numericFactor)
+	q, rem := new(big.Int).QuoRem(num, r.Denom(), new(big.Int))
+	if rem.Sign() != 0 {
+		twice := new(big.Int).Abs(rem)
+		twice.Lsh(twice, 1)
+		if twice.Cmp(r.Denom()) >= 0 {
+			if num.Sign() < 0 {
+				q.Sub(q, big.NewInt(1))
+			} else {
+				q.Add(q, big.NewInt(1))
+			}
+		}
+	}
+	return q, new(big.Int).Abs(q).Cmp(numericLimit) < 0
+}
+
+// ratFromDecimal turns a DECIMAL read back (unscaled value and scale) into a *big.Rat.
+func ratFromDecimal(unscaled *big.Int, scale uint8) *big.Rat {
+	den := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil)
+	return new(big.Rat).SetFrac(unscaled, den)
+}
+
+// isNull reports whether v is NULL: nil, or a typed nil a Row may carry.
+func isNull(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case *big.Rat:
+		return x == nil
+	case []byte:
+		return x == nil
+	}
+	return false
+}
+
+// stageRows validates rows against the table and converts the accepted ones into
+// one flat slice of Appender values, width tb.stageWidth() per row. Deletes keep
+// only their key: the rest of a tombstone is never read.
+func (tb *table) stageRows(rows []sinks.Row) (vals []driver.Value, n int, rowErrs []sinks.RowError) {
+	width := tb.stageWidth()
+	vals = make([]driver.Value, 0, len(rows)*width)
+rows:
+	for i, r := range rows {
+		start := len(vals)
+		refuse := func(reason string) {
+			rowErrs = append(rowErrs, sinks.RowError{Index: i, Reason: reason})
+			vals = vals[:start]
+		}
+		if r.Op != sinks.Upsert && r.Op != sinks.Delete {
+			refuse(fmt.Sprintf("unknown op %d", r.Op))
+			continue
+		}
+		if r.Op == sinks.Upsert {
+			for name := range r.Values {
+				if _, ok := tb.byName[name]; !ok {
+					refuse("unknown column " + name)
+					continue rows
+				}
+			}
+		}
+		for _, c := range tb.cols {
+			v := r.Values[c.name]
+			if r.Op == sinks.Delete && !c.key {
+				vals = append(vals, nil)
+				continue
+			}
+			if isNull(v) {
+				if !c.nullable {
+					refuse("NULL in NOT NULL column " + c.name)
+					continue rows
+				}
+				vals = append(vals, nil)
+				continue
+			}
+			dv, reason := convert(c, v)
+			if reason != "" {
+				refuse(reason)
+				continue rows
+			}
+			vals = append(vals, dv)
+		}
+		vals = append(vals, r.Pos.LSN, r.Pos.Seq, r.Op == sinks.Delete, int64(i))
+		n++
+	}
+	return vals, n, rowErrs
+}

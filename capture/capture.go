@@ -1,0 +1,265 @@
+// Package capture reads changes of PostgreSQL tables through a logical
+// replication slot (pgoutput), after a consistent initial snapshot, and
+// publishes them to Kafka through a stream.Writer: one topic per table,
+// watermark markers after commits and while idle, and LSNs confirmed to
+// PostgreSQL only after Kafka acknowledged everything at or below them.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/starstream/starstream/stream"
+)
+
+// Capture streams one slot's changes into Kafka. Create it with New, then Run.
+type Capture struct {
+	cfg     Config
+	w       Writer
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// New validates cfg (after defaults) and returns a Capture writing through w.
+func New(cfg Config, w Writer, logger *slog.Logger) (*Capture, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if w == nil {
+		return nil, errors.New("capture: nil writer")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(cfg.Meter)
+	if err != nil {
+		return nil, fmt.Errorf("capture metrics: %w", err)
+	}
+	return &Capture{cfg: cfg, w: w, log: logger.With("slot", cfg.Slot), metrics: m}, nil
+}
+
+// Run captures until ctx is canceled (then it drains what was already read
+// into Kafka, confirms it and returns nil) or a terminal error occurs.
+// Retryable errors (connection loss, Kafka unavailable) restart the session
+// from the slot's confirmed position after a capped exponential backoff.
+func (c *Capture) Run(ctx context.Context) error {
+	backoff := c.cfg.RetryMin
+	for {
+		start := time.Now()
+		err := c.session(ctx)
+		if ctx.Err() != nil && (err == nil || !IsTerminal(err)) {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("session ended without error")
+		}
+		err = redactErr(c.cfg.DSN, err)
+		if IsTerminal(err) {
+			return err
+		}
+		if time.Since(start) > time.Minute {
+			backoff = c.cfg.RetryMin
+		}
+		c.log.Warn("capture session failed; retrying", "error", err, "backoff", backoff.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, c.cfg.RetryMax)
+	}
+}
+
+// sessionParams make text output identical in the walsender and in snapshot
+// reads, whatever the server's defaults: the decoders rely on these formats.
+var sessionParams = map[string]string{
+	"DateStyle":          "ISO, MDY",
+	"TimeZone":           "UTC",
+	"IntervalStyle":      "postgres",
+	"extra_float_digits": "3",
+	"bytea_output":       "hex",
+	"application_name":   "starstream-capture",
+}
+
+func (c *Capture) connect(ctx context.Context) (*pgx.Conn, error) {
+	cc, err := pgx.ParseConfig(c.cfg.DSN)
+	if err != nil {
+		return nil, terminalf("parse dsn %s: %w", RedactDSN(c.cfg.DSN), redactErr(c.cfg.DSN, err))
+	}
+	for k, v := range sessionParams {
+		cc.RuntimeParams[k] = v
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres (%s): %w", RedactDSN(c.cfg.DSN), redactErr(c.cfg.DSN, err))
+	}
+	return conn, nil
+}
+
+func (c *Capture) connectReplication(ctx context.Context) (*pgconn.PgConn, error) {
+	pc, err := pgconn.ParseConfig(c.cfg.DSN)
+	if err != nil {
+		return nil, terminalf("parse dsn %s: %w", RedactDSN(c.cfg.DSN), redactErr(c.cfg.DSN, err))
+	}
+	for k, v := range sessionParams {
+		pc.RuntimeParams[k] = v
+	}
+	pc.RuntimeParams["replication"] = "database"
+	conn, err := pgconn.ConnectConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("open replication connection (%s): %w", RedactDSN(c.cfg.DSN), redactErr(c.cfg.DSN, err))
+	}
+	return conn, nil
+}
+
+// drainTimeout bounds how long a stopping capture keeps writing what it had read.
+const drainTimeout = 15 * time.Second
+
+var errDrainTimeout = errors.New("capture stopped before Kafka acknowledged everything read")
+
+// session is one connection lifetime: prepare slot and publication, snapshot
+// if the slot is new, then stream until ctx ends or something fails.
+func (c *Capture) session(ctx context.Context) (err error) {
+	db, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close(context.WithoutCancel(ctx))
+	if err := c.ensureStateTable(ctx, db); err != nil {
+		return err
+	}
+	if err := c.ensurePublication(ctx, db); err != nil {
+		return err
+	}
+	st, err := c.inspectSlot(ctx, db)
+	if err != nil {
+		return err
+	}
+	if err := c.checkSlot(st, db.Config().Database); err != nil {
+		return err
+	}
+	rconn, err := c.connectReplication(ctx)
+	if err != nil {
+		return err
+	}
+	defer rconn.Close(context.WithoutCancel(ctx))
+
+	// work is canceled only by failure; ctx by the caller's stop. Producers stop
+	// on either; the pipeline keeps writing after a stop until it has drained.
+	work, fail := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer fail(nil)
+	prod, stopProd := context.WithCancelCause(ctx)
+	defer stopProd(nil)
+	context.AfterFunc(work, func() { stopProd(context.Cause(work)) })
+	context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(drainTimeout, func() { fail(errDrainTimeout) })
+		context.AfterFunc(work, func() { t.Stop() })
+	})
+
+	var start stream.LSN
+	snapshot := !st.exists || (st.recorded && !st.snapshotDone)
+	var created pglogreplSlot
+	if snapshot {
+		if created, err = c.createSlot(ctx, db, rconn, st); err != nil {
+			return err
+		}
+		start = created.consistentPoint
+	} else {
+		if !st.recorded {
+			c.log.Warn("adopting a slot this capture did not create: streaming from its position without a snapshot",
+				"lsn", st.confirmed.String())
+			if err := c.recordState(ctx, db, st.confirmed, true); err != nil {
+				return err
+			}
+		}
+		start = st.confirmed
+	}
+
+	p := newPipeline(c.w, c.cfg, start, c.log, c.metrics)
+	var pg errgroup.Group
+	pg.Go(func() error {
+		err := p.run(work)
+		if err != nil {
+			fail(err)
+		}
+		return err
+	})
+	finish := func(prodErr error) error {
+		close(p.units)
+		werr := pg.Wait()
+		if prodErr != nil && !errors.Is(prodErr, context.Canceled) {
+			return prodErr
+		}
+		if werr != nil {
+			return werr
+		}
+		return prodErr
+	}
+
+	if snapshot {
+		if err := c.snapshot(prod, created, p); err != nil {
+			return finish(fmt.Errorf("initial snapshot: %w", err))
+		}
+		done := make(chan error)
+		if err := p.send(prod, unit{barrier: done, mark: start}); err != nil {
+			return finish(err)
+		}
+		select {
+		case <-done:
+		case <-prod.Done():
+			return finish(context.Cause(prod))
+		}
+		if err := c.recordState(prod, db, start, true); err != nil {
+			return finish(err)
+		}
+		c.log.Info("initial snapshot written", "lsn", start.String())
+	}
+	if err := c.registerAll(prod, db, p); err != nil {
+		return finish(err)
+	}
+	rd := &reader{c: c, conn: rconn, db: db, p: p, cat: &typeCatalog{db: db}, rels: map[uint32]*relation{}}
+	err = rd.run(prod, start)
+	err = finish(err)
+	// Whatever happened, tell the server what Kafka has (never more).
+	rd.sendStatus(p.Acked(), false)
+	return err
+}
+
+// registerAll registers every published table, so each topic gets watermark
+// markers from the start even if its table is idle.
+func (c *Capture) registerAll(ctx context.Context, db *pgx.Conn, p *pipeline) error {
+	tables, err := publicationTables(ctx, db, c.cfg.Publication)
+	if err != nil {
+		return err
+	}
+	cat := &typeCatalog{db: db}
+	for _, t := range tables {
+		if c.isStateTable(t[0], t[1]) {
+			continue
+		}
+		meta, cols, err := loadTableMeta(ctx, db, t[0], t[1])
+		if err != nil {
+			return err
+		}
+		rel, err := buildRelation(ctx, cat, meta, meta.oid, t[0], t[1], c.cfg.TopicPrefix, cols, nil)
+		if err != nil {
+			return err
+		}
+		if err := p.send(ctx, unit{register: rel}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Capture) isStateTable(schema, table string) bool {
+	return schema+"."+table == c.cfg.StateTable
+}

@@ -1,0 +1,127 @@
+package capture_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/starstream/starstream/capture/capturetest"
+	"github.com/starstream/starstream/stream"
+)
+
+func exec(t *testing.T, db *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// TestSnapshotThenStream: rows present before the first start arrive once as
+// snapshot reads at the consistent point; later changes arrive once each, in
+// position order, after it.
+func TestSnapshotThenStream(t *testing.T) {
+	t.Parallel()
+	db := capturetest.Connect(t)
+	schema := capturetest.NewSchema(t)
+	tbl := pgx.Identifier{schema, "items"}.Sanitize()
+	exec(t, db, "CREATE TABLE "+tbl+" (id int PRIMARY KEY, name text NOT NULL, qty int)")
+	for i := 1; i <= 50; i++ {
+		exec(t, db, "INSERT INTO "+tbl+" VALUES ($1, $2, $3)", i, fmt.Sprintf("item %d", i), i)
+	}
+	cfg := capturetest.Config(t, schema)
+	w, codecs := capturetest.NewWriter(t)
+	run := capturetest.Start(t, cfg, w)
+
+	capturetest.Eventually(t, 30*time.Second, "slot created", func() bool {
+		_, ok := capturetest.Slot(t, db, cfg.Slot)
+		return ok
+	})
+	// Changes racing with the snapshot: each must appear exactly once, either
+	// in the snapshot or in the stream.
+	for i := 51; i <= 60; i++ {
+		exec(t, db, "INSERT INTO "+tbl+" VALUES ($1, $2, $3)", i, fmt.Sprintf("item %d", i), i)
+	}
+	exec(t, db, "UPDATE "+tbl+" SET qty = qty + 100 WHERE id <= 5")
+	exec(t, db, "DELETE FROM "+tbl+" WHERE id = 50")
+	fence := capturetest.Fence(t, db)
+	recs := capturetest.ReadUntil(t, stream.Topic("cdc", schema, "items"), codecs, fence, 60*time.Second)
+	if err := run.Stop(); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	evs := capturetest.Events(recs)
+
+	// Replay the events into a map; it must equal the table.
+	state := map[int64]map[string]any{}
+	var snapLSN stream.LSN
+	seen := map[stream.Position]bool{}
+	for _, ev := range evs {
+		if seen[ev.Pos] {
+			t.Fatalf("position %s twice", ev.Pos)
+		}
+		seen[ev.Pos] = true
+		switch ev.Op {
+		case stream.OpSnapshot:
+			if snapLSN == 0 {
+				snapLSN = ev.Pos.LSN
+			}
+			if ev.Pos.LSN != snapLSN {
+				t.Fatalf("snapshot rows at two LSNs: %s and %s", snapLSN, ev.Pos.LSN)
+			}
+			state[ev.After["id"].(int64)] = ev.After
+		case stream.OpInsert, stream.OpUpdate:
+			if ev.Pos.LSN <= snapLSN {
+				t.Fatalf("change %s at or before the snapshot %s", ev.Pos, snapLSN)
+			}
+			id := ev.After["id"].(int64)
+			if ev.Op == stream.OpInsert && state[id] != nil {
+				t.Fatalf("insert of id %d that the snapshot already had (overlap)", id)
+			}
+			if ev.Op == stream.OpUpdate && state[id] == nil {
+				t.Fatalf("update of id %d that nobody inserted (gap)", id)
+			}
+			state[id] = ev.After
+		case stream.OpDelete:
+			id := ev.Key["id"].(int64)
+			if state[id] == nil {
+				t.Fatalf("delete of unknown id %d", id)
+			}
+			delete(state, id)
+		}
+	}
+	rows, err := db.Query(context.Background(), "SELECT id, name, qty FROM "+tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64][2]any{}
+	for rows.Next() {
+		var id int32
+		var name string
+		var qty int32
+		if err := rows.Scan(&id, &name, &qty); err != nil {
+			t.Fatal(err)
+		}
+		want[int64(id)] = [2]any{name, int64(qty)}
+	}
+	if len(state) != len(want) {
+		t.Fatalf("replayed %d rows, table has %d", len(state), len(want))
+	}
+	for id, w := range want {
+		got := state[id]
+		if got == nil || got["name"] != w[0] || got["qty"] != w[1] {
+			t.Fatalf("row %d: replayed %v, table has %v", id, got, w)
+		}
+	}
+	snaps := 0
+	for _, ev := range evs {
+		if ev.Op == stream.OpSnapshot {
+			snaps++
+		}
+	}
+	if snaps < 50 {
+		t.Fatalf("snapshot has %d rows, want >= 50", snaps)
+	}
+	t.Logf("%d snapshot rows at %s, %d stream events", snaps, snapLSN, len(evs)-snaps)
+}

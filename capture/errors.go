@@ -1,0 +1,42 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrSlotLost marks a slot that this capture created and that no longer
+	// exists: its position is gone, so capture stops rather than re-snapshot.
+	ErrSlotLost = errors.New("replication slot lost")
+	// ErrSlotInvalidated marks a slot whose WAL was removed (wal_status lost).
+	ErrSlotInvalidated = errors.New("replication slot invalidated")
+	// ErrSlotMismatch marks an existing slot that is not a pgoutput logical slot
+	// of this database.
+	ErrSlotMismatch = errors.New("replication slot does not match")
+	// ErrUnsupported marks source data capture cannot represent.
+	ErrUnsupported = errors.New("unsupported source")
+)
+
+// TerminalError wraps an error that retrying cannot fix; Run returns it at once.
+type TerminalError struct{ Err error }
+
+func (e *TerminalError) Error() string { return e.Err.Error() }
+func (e *TerminalError) Unwrap() error { return e.Err }
+
+// IsTerminal reports whether err must not be retried.
+func IsTerminal(err error) bool {
+	var t *TerminalError
+	return errors.As(err, &t)
+}
+
+func terminal(err error) error {
+	if err == nil || IsTerminal(err) {
+		return err
+	}
+	return &TerminalError{Err: err}
+}
+
+func terminalf(format string, args ...any) error {
+	return &TerminalError{Err: fmt.Errorf(format, args...)}
+}

@@ -1,0 +1,194 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/starstream/starstream/stream"
+)
+
+// The state table records, per slot, that this capture created it and whether
+// its initial snapshot finished. It lives in the source database so it shares
+// the slot's fate: a restored or failed-over database that lost the slot but
+// kept the record is detected as a lost slot instead of silently re-snapshotted.
+// The record is written before the slot is created, so a slot without a record
+// was made by someone else (and is adopted as is, without snapshot).
+const stateLockKey = 0x73736361 // "ssca": serialises creation of the state table
+
+type slotState struct {
+	exists       bool // the slot exists
+	recorded     bool // a state record exists
+	snapshotDone bool
+	confirmed    stream.LSN
+	walStatus    string
+	plugin       string
+	slotType     string
+	database     string
+	activePID    int32
+}
+
+func (c *Capture) ensureStateTable(ctx context.Context, db *pgx.Conn) error {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", stateLockKey)); err != nil {
+		return fmt.Errorf("lock state table: %w", err)
+	}
+	schema, _, _ := strings.Cut(c.cfg.StateTable, ".")
+	if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		return fmt.Errorf("create state schema: %w", err)
+	}
+	_, err = tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+c.stateIdent()+` (
+		slot_name        text PRIMARY KEY,
+		publication      text NOT NULL,
+		consistent_lsn   pg_lsn,
+		snapshot_done    boolean NOT NULL DEFAULT false,
+		created_at       timestamptz NOT NULL DEFAULT now(),
+		snapshot_done_at timestamptz
+	)`)
+	if err != nil {
+		return fmt.Errorf("create state table %s: %w", c.cfg.StateTable, err)
+	}
+	return tx.Commit(ctx)
+}
+
+func (c *Capture) stateIdent() string {
+	s, t, _ := strings.Cut(c.cfg.StateTable, ".")
+	return pgx.Identifier{s, t}.Sanitize()
+}
+
+func (c *Capture) inspectSlot(ctx context.Context, db *pgx.Conn) (slotState, error) {
+	var st slotState
+	var confirmed *string
+	var walStatus, plugin, database *string
+	var pid *int32
+	err := db.QueryRow(ctx, `SELECT confirmed_flush_lsn::text, wal_status, plugin, slot_type, database, active_pid
+		FROM pg_replication_slots WHERE slot_name = $1`, c.cfg.Slot).
+		Scan(&confirmed, &walStatus, &plugin, &st.slotType, &database, &pid)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return st, fmt.Errorf("inspect slot %s: %w", c.cfg.Slot, err)
+	default:
+		st.exists = true
+		st.walStatus, st.plugin, st.database = deref(walStatus), deref(plugin), deref(database)
+		if pid != nil {
+			st.activePID = *pid
+		}
+		if confirmed != nil {
+			if st.confirmed, err = stream.ParseLSN(*confirmed); err != nil {
+				return st, err
+			}
+		}
+	}
+	err = db.QueryRow(ctx, `SELECT snapshot_done FROM `+c.stateIdent()+` WHERE slot_name = $1`, c.cfg.Slot).Scan(&st.snapshotDone)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return st, fmt.Errorf("read capture state of %s: %w", c.cfg.Slot, err)
+	default:
+		st.recorded = true
+	}
+	return st, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// checkSlot turns an unusable slot into a terminal error naming the recovery.
+func (c *Capture) checkSlot(st slotState, dbName string) error {
+	recovery := fmt.Sprintf("to start over with a new snapshot run `starstream capture reset --slot %s` "+
+		"(capture.Reset: drops the slot if it exists and deletes its row from %s), then restart capture",
+		c.cfg.Slot, c.cfg.StateTable)
+	switch {
+	case !st.exists && st.recorded && st.snapshotDone:
+		return terminalf("%w: slot %s was created and snapshotted by capture but no longer exists "+
+			"(dropped, or the database was restored or failed over); changes since its last confirmed position are unknown; %s",
+			ErrSlotLost, c.cfg.Slot, recovery)
+	case st.exists && st.walStatus == "lost":
+		return terminalf("%w: slot %s has wal_status %q: PostgreSQL removed WAL it still needed "+
+			"(max_slot_wal_keep_size); changes were lost; %s", ErrSlotInvalidated, c.cfg.Slot, st.walStatus, recovery)
+	case st.exists && (st.slotType != "logical" || st.plugin != "pgoutput"):
+		return terminalf("%w: slot %s is a %s slot with plugin %q, not a logical pgoutput slot",
+			ErrSlotMismatch, c.cfg.Slot, st.slotType, st.plugin)
+	case st.exists && st.database != dbName:
+		return terminalf("%w: slot %s belongs to database %q, not %q", ErrSlotMismatch, c.cfg.Slot, st.database, dbName)
+	}
+	return nil
+}
+
+// ensurePublication creates the publication if it does not exist.
+func (c *Capture) ensurePublication(ctx context.Context, db *pgx.Conn) error {
+	var exists bool
+	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`,
+		c.cfg.Publication).Scan(&exists); err != nil {
+		return fmt.Errorf("look up publication %s: %w", c.cfg.Publication, err)
+	}
+	if exists {
+		return nil
+	}
+	var what []string
+	if len(c.cfg.Tables) > 0 {
+		for _, t := range c.cfg.Tables {
+			s, n, _ := strings.Cut(t, ".")
+			what = append(what, pgx.Identifier{s, n}.Sanitize())
+		}
+	} else {
+		for _, s := range c.cfg.Schemas {
+			what = append(what, pgx.Identifier{s}.Sanitize())
+		}
+	}
+	sql := "CREATE PUBLICATION " + pgx.Identifier{c.cfg.Publication}.Sanitize()
+	if len(c.cfg.Tables) > 0 {
+		sql += " FOR TABLE " + strings.Join(what, ", ")
+	} else {
+		sql += " FOR TABLES IN SCHEMA " + strings.Join(what, ", ")
+	}
+	if _, err := db.Exec(ctx, sql); err != nil {
+		var exists bool
+		if qerr := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`,
+			c.cfg.Publication).Scan(&exists); qerr == nil && exists {
+			return nil // created concurrently by a peer
+		}
+		return fmt.Errorf("create publication %s: %w", c.cfg.Publication, err)
+	}
+	c.log.Info("created publication", "publication", c.cfg.Publication, "tables", strings.Join(what, ", "))
+	return nil
+}
+
+// Reset drops the slot (if it exists) and forgets its state record, so the
+// next Run creates a new slot and takes a new snapshot. It is the recovery
+// for ErrSlotLost and ErrSlotInvalidated; the publication is kept.
+func Reset(ctx context.Context, cfg Config) error {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	c := &Capture{cfg: cfg}
+	db, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close(context.WithoutCancel(ctx))
+	if _, err := db.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`,
+		cfg.Slot); err != nil {
+		return fmt.Errorf("drop slot %s: %w", cfg.Slot, err)
+	}
+	if err := c.ensureStateTable(ctx, db); err != nil {
+		return err
+	}
+	if _, err := db.Exec(ctx, `DELETE FROM `+c.stateIdent()+` WHERE slot_name = $1`, cfg.Slot); err != nil {
+		return fmt.Errorf("forget state of slot %s: %w", cfg.Slot, err)
+	}
+	return nil
+}

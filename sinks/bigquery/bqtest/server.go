@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
+	bq "google.golang.org/api/bigquery/v2"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -45,6 +46,9 @@ type Server struct {
 	faults   faults
 	appends  int // AppendRows requests received (after faults)
 	conns    int // AppendRows connections opened
+
+	refuse       func(map[string]any) bool
+	refuseReason string
 }
 
 type faults struct {
@@ -164,4 +168,31 @@ func (s *Server) Stats() (appends, connections int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.appends, s.conns
+}
+
+// RefuseRows makes the double refuse, as a per-row error with reason, every row
+// for which refuse returns true, as BigQuery does for values it cannot store.
+// It lets tests reach a client's row-error handling with rows the client itself
+// accepts. Nil stops it.
+func (s *Server) RefuseRows(refuse func(values map[string]any) bool, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuse, s.refuseReason = refuse, reason
+}
+
+// SetPrimaryKey replaces a table's primary key constraint (nil removes it), as
+// ALTER TABLE … DROP PRIMARY KEY would behind a writer's back.
+func (s *Server) SetPrimaryKey(project, ds, name string, cols []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.lookupTable(project, ds, name)
+	if err != nil {
+		return err
+	}
+	t.meta.TableConstraints = nil
+	if len(cols) > 0 {
+		t.meta.TableConstraints = &bq.TableConstraints{PrimaryKey: &bq.TableConstraintsPrimaryKey{Columns: cols}}
+	}
+	t.touch()
+	return nil
 }

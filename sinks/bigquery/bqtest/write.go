@@ -313,6 +313,9 @@ func (s *Server) append(c *conn, req *storagepb.AppendRowsRequest) *storagepb.Ap
 	var rowErrs []*storagepb.RowError
 	for i, b := range rows {
 		d, err := c.dec.decode(b)
+		if err == nil && s.refuse != nil && s.refuse(d.values) {
+			err = errors.New(s.refuseReason)
+		}
 		if err != nil {
 			rowErrs = append(rowErrs, &storagepb.RowError{Index: int64(i), Code: storagepb.RowError_FIELDS_ERROR, Message: err.Error()})
 			continue

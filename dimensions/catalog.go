@@ -1,0 +1,38 @@
+package dimensions
+
+import "github.com/starstream/starstream/sinks"
+
+// Customer is dim_customer: SCD2 on location, segment and tier; SCD1 on contact.
+var Customer = Spec{
+	Name: "dim_customer", Source: "customers", Key: "customer_key",
+	NaturalKey: []Col{{"customer_id", sinks.Int64}},
+	Type2: []Col{{"city", sinks.String}, {"state", sinks.String}, {"country", sinks.String},
+		{"segment", sinks.String}, {"loyalty_tier", sinks.String}},
+	Type1:       []Col{{"email", sinks.String}, {"full_name", sinks.String}, {"phone", sinks.String}, {"created_at", sinks.Timestamp}},
+	Upstream:    []string{"dim_date"},
+	Description: "Customers, one row per version of their address, segment and loyalty tier.",
+}
+
+// Product is dim_product: SCD2 on price, cost, category and brand; SCD1 on the rest.
+var Product = Spec{
+	Name: "dim_product", Source: "products", Key: "product_key",
+	NaturalKey: []Col{{"product_id", sinks.Int64}},
+	Type2: []Col{{"list_price", sinks.Numeric}, {"unit_cost", sinks.Numeric}, {"category", sinks.String},
+		{"subcategory", sinks.String}, {"brand", sinks.String}},
+	Type1:       []Col{{"sku", sinks.String}, {"name", sinks.String}, {"seller_id", sinks.Int64}, {"is_active", sinks.Bool}},
+	Upstream:    []string{"dim_date"},
+	Description: "Products, one row per version of their price, cost, category and brand.",
+}
+
+// Seller is dim_seller: SCD2 on location and status; SCD1 on name and rating.
+var Seller = Spec{
+	Name: "dim_seller", Source: "sellers", Key: "seller_key",
+	NaturalKey:  []Col{{"seller_id", sinks.Int64}},
+	Type2:       []Col{{"city", sinks.String}, {"state", sinks.String}, {"country", sinks.String}, {"status", sinks.String}},
+	Type1:       []Col{{"name", sinks.String}, {"rating", sinks.Numeric}},
+	Upstream:    []string{"dim_date"},
+	Description: "Sellers, one row per version of their location and status.",
+}
+
+// All lists the dimensions fed from the source, in dependency order.
+func All() []Spec { return []Spec{Customer, Product, Seller} }

@@ -1,0 +1,67 @@
+package dimensions
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/starstream/starstream/sinks"
+	"github.com/starstream/starstream/stream"
+)
+
+// Env is what every pipeline runs against: Kafka, the warehouse, and the names
+// of the topics and groups it uses. Facts share it.
+type Env struct {
+	Brokers      []string
+	SourceSchema string // the captured PostgreSQL schema, e.g. "shop"
+	Namespace    string // prefix of output, state and group names; "" in production
+	Topics       stream.TopicConfig
+	Sink         sinks.Sink
+	Codecs       *stream.Codecs
+	Logger       *slog.Logger
+	MaxBatch     int
+}
+
+// Validate checks the environment.
+func (e Env) Validate() error {
+	switch {
+	case len(e.Brokers) == 0:
+		return errors.New("pipeline env: no kafka brokers")
+	case e.SourceSchema == "":
+		return errors.New("pipeline env: no source schema")
+	case e.Sink == nil || e.Codecs == nil || e.Logger == nil:
+		return errors.New("pipeline env: sink, codecs and logger are required")
+	}
+	return nil
+}
+
+// CDCTopic is the capture topic of a source table.
+func (e Env) CDCTopic(table string) string { return stream.Topic("cdc", e.SourceSchema, table) }
+
+// OutputTopic is a pipeline's output topic: "dim.customer", "fact.sales".
+func (e Env) OutputTopic(kind, short string) string { return e.Namespace + kind + "." + short }
+
+// StateTopic holds a pipeline's state records and checkpoints.
+func (e Env) StateTopic(pipeline string) string { return e.Namespace + "_starstream.state." + pipeline }
+
+// DeadLetterTopic receives a pipeline's poison records and quarantined rows.
+func (e Env) DeadLetterTopic(pipeline string) string { return e.Namespace + "dlq." + pipeline }
+
+// Group is a pipeline's consumer group.
+func (e Env) Group(pipeline string) string { return e.Namespace + "starstream." + pipeline }
+
+// Writer returns a Kafka writer for one pipeline's topics.
+func (e Env) Writer() (*stream.Writer, error) {
+	return stream.NewWriter(stream.WriterConfig{Brokers: e.Brokers, Topics: e.Topics}, e.Codecs, e.Logger)
+}
+
+// Follow returns a follower that rebuilds a dimension's state from its topic; it
+// is also the gate of everything downstream of that dimension.
+func (e Env) Follow(spec Spec) (*stream.Follower, *State) {
+	st := NewState(spec)
+	f := stream.NewFollower(stream.FollowerConfig{Brokers: e.Brokers, Topic: e.OutputTopic("dim", spec.Short())}, e.Codecs,
+		func(r stream.Record) error {
+			st.Apply(changeFromRecord(r.Event))
+			return nil
+		}, e.Logger.With("follow", spec.Name))
+	return f, st
+}

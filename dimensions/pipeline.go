@@ -1,0 +1,147 @@
+package dimensions
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/starstream/starstream/sinks"
+	"github.com/starstream/starstream/stream"
+)
+
+// Pipeline keeps one dimension current from its source table's change stream.
+type Pipeline struct {
+	spec    Spec
+	env     Env
+	state   *State
+	log     *slog.Logger
+	proc    atomic.Pointer[stream.Processor]
+	applied atomic.Int64
+}
+
+// NewPipeline returns a dimension pipeline.
+func NewPipeline(spec Spec, env Env) (*Pipeline, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if err := env.Validate(); err != nil {
+		return nil, err
+	}
+	return &Pipeline{spec: spec, env: env, state: NewState(spec), log: env.Logger.With("pipeline", spec.Name)}, nil
+}
+
+// Name returns the pipeline's name.
+func (p *Pipeline) Name() string { return p.spec.Name }
+
+// Stats returns the pipeline's progress, zero before it started.
+func (p *Pipeline) Stats() stream.Stats {
+	if proc := p.proc.Load(); proc != nil {
+		return proc.Stats()
+	}
+	return stream.Stats{}
+}
+
+func (p *Pipeline) stateSchema() stream.TableSchema {
+	ts := p.spec.RecordSchema("state")
+	ts.Table = p.spec.Name
+	return ts
+}
+
+// Run ensures the warehouse table, then applies changes until ctx is done.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if err := p.env.Sink.EnsureTable(ctx, p.spec.Table()); err != nil {
+		return fmt.Errorf("%s: ensure table: %w", p.spec.Name, err)
+	}
+	if _, err := p.env.Sink.Write(ctx, p.spec.Name, []sinks.Row{p.unknownMember()}); err != nil {
+		return fmt.Errorf("%s: write unknown member: %w", p.spec.Name, err)
+	}
+	w, err := p.env.Writer()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	input := p.env.CDCTopic(p.spec.Source)
+	if _, err := stream.NewAdmin(p.env.Brokers).EnsureTopic(ctx, input, p.env.Topics); err != nil {
+		return err
+	}
+	if _, err := w.Register(ctx, p.env.OutputTopic("dim", p.spec.Short()), p.spec.RecordSchema("dim")); err != nil {
+		return err
+	}
+	if _, err := w.Register(ctx, p.env.StateTopic(p.spec.Name), p.stateSchema()); err != nil {
+		return err
+	}
+	proc, err := stream.NewProcessor(ctx, stream.ProcessorConfig{
+		Name: p.spec.Name,
+		Consumer: stream.ConsumerConfig{Brokers: p.env.Brokers, Group: p.env.Group(p.spec.Name), Topics: []string{input},
+			MaxBatch: p.env.MaxBatch, Gates: []stream.Gate{stream.Static(stream.MaxLSN)}}, // dim_date never changes
+		StateTopic: p.env.StateTopic(p.spec.Name),
+		DeadLetter: p.env.DeadLetterTopic(p.spec.Name),
+	}, p.env.Codecs, w, p, p.env.Logger)
+	if err != nil {
+		return err
+	}
+	p.proc.Store(proc)
+	return proc.Run(ctx)
+}
+
+func (p *Pipeline) unknownMember() sinks.Row {
+	vals := map[string]any{p.spec.Key: UnknownKey, "valid_from": nil, "valid_to": nil, "is_current": true, "source_lsn": int64(0), "source_seq": int64(0)}
+	for _, c := range p.spec.columns() {
+		vals[c.Name] = nil
+	}
+	return sinks.Row{Op: sinks.Upsert, Values: vals}
+}
+
+// Reset clears the state before a restore.
+func (p *Pipeline) Reset() { p.state.Reset() }
+
+// Restore applies a state record.
+func (p *Pipeline) Restore(ev stream.Event) error {
+	p.state.Apply(changeFromRecord(ev))
+	return nil
+}
+
+// Process applies a batch of source changes: warehouse rows for every touched
+// version, and one topic record per applied change.
+func (p *Pipeline) Process(ctx context.Context, b stream.Batch) (out, state []stream.Event, err error) {
+	var rows []sinks.Row
+	apply := func(c Change) {
+		a, ok := p.state.Apply(c)
+		if !ok {
+			return
+		}
+		rows = append(rows, p.state.Rows(a)...)
+		rec := p.spec.record("dim", a, c)
+		out = append(out, rec)
+		st := rec
+		st.Schema, st.Table = "state", p.spec.Name
+		state = append(state, st)
+	}
+	for _, r := range b.Records {
+		ev := r.Event
+		c := Change{Row: ev.After, Unchanged: ev.Unchanged, Pos: ev.Pos, CommitTime: ev.CommitTime, Snapshot: ev.Op == stream.OpSnapshot}
+		switch ev.Op {
+		case stream.OpSnapshot, stream.OpInsert, stream.OpUpdate:
+			apply(c)
+		case stream.OpDelete:
+			c.Row, c.Deleted = ev.Key, true
+			apply(c)
+		case stream.OpTruncate:
+			for _, nk := range p.state.LiveKeys() {
+				apply(Change{Row: nk, Pos: ev.Pos, CommitTime: ev.CommitTime, Deleted: true})
+			}
+		}
+	}
+	if len(rows) > 0 {
+		rowErrs, err := p.env.Sink.Write(ctx, p.spec.Name, rows)
+		if err != nil {
+			return nil, nil, fmt.Errorf("write %s: %w", p.spec.Name, err)
+		}
+		for _, re := range rowErrs {
+			p.log.Error("warehouse refused a dimension row", "table", p.spec.Name, "error", re.Reason, "row", rows[re.Index].Values[p.spec.Key])
+		}
+	}
+	p.applied.Add(int64(len(out)))
+	return out, state, nil
+}

@@ -1,0 +1,50 @@
+package facts
+
+import (
+	"github.com/starstream/starstream/dimensions"
+	"github.com/starstream/starstream/sinks"
+)
+
+func col(name string, t sinks.Type, nullable bool, desc string) sinks.Column {
+	return sinks.Column{Name: name, Type: t, Nullable: nullable, Description: desc}
+}
+
+// Sales is fact_sales: one row per order item, with the customer, product and
+// seller versions valid when the item was sold; order status follows the order.
+var Sales = Spec{
+	Name:   "fact_sales",
+	Inputs: []string{"orders", "order_items"},
+	Grain:  []string{"order_item_id"},
+	Lookups: []Lookup{
+		{Dimension: dimensions.Customer, Column: "customer_key", From: "customer_id"},
+		{Dimension: dimensions.Product, Column: "product_key", From: "product_id"},
+		{Dimension: dimensions.Seller, Column: "seller_key", From: "seller_id"},
+	},
+	Measures: []string{"quantity", "gross_amount", "discount", "net_amount", "cost_amount", "margin"},
+	Columns: []sinks.Column{
+		col("order_item_id", sinks.Int64, false, "grain: the source order item"),
+		col("order_id", sinks.Int64, true, "degenerate dimension: the source order"),
+		col("date_key", sinks.Int64, true, "dim_date key of the order date (yyyymmdd, UTC)"),
+		col("customer_key", sinks.Int64, true, "dim_customer version valid when the item was sold; -1 unknown"),
+		col("product_key", sinks.Int64, true, "dim_product version valid when the item was sold; -1 unknown"),
+		col("seller_key", sinks.Int64, true, "dim_seller version valid when the item was sold; -1 unknown"),
+		col("quantity", sinks.Int64, true, "units sold"),
+		col("unit_price", sinks.Numeric, true, "price per unit charged"),
+		col("discount", sinks.Numeric, true, "discount on the line"),
+		col("gross_amount", sinks.Numeric, true, "quantity × unit_price"),
+		col("net_amount", sinks.Numeric, true, "gross_amount − discount"),
+		col("cost_amount", sinks.Numeric, true, "quantity × unit_cost of the product version; NULL when the product is unknown"),
+		col("margin", sinks.Numeric, true, "net_amount − cost_amount"),
+		col("order_status", sinks.String, true, "current status of the order"),
+		col("ordered_at", sinks.Timestamp, true, "when the order was placed"),
+		col("source_lsn", sinks.Int64, true, "commit LSN of the item's creation: the position its keys are valid at"),
+		col("source_seq", sinks.Int64, true, "index of that change in its transaction"),
+	},
+	PartitionBy: "ordered_at",
+	ClusterBy:   []string{"customer_key", "product_key"},
+	Upstream:    []string{"dim_date", "dim_customer", "dim_product", "dim_seller"},
+	Description: "Sales at order-item grain with point-in-time dimension keys.",
+}
+
+// All lists the fact pipelines.
+func All() []Spec { return []Spec{Sales} }

@@ -1,0 +1,203 @@
+package facts
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/starstream/starstream/dimensions"
+	"github.com/starstream/starstream/sinks"
+	"github.com/starstream/starstream/stream"
+)
+
+// transform is one fact's logic: it turns input changes into fact rows, using
+// point-in-time lookups, and keeps the state it needs as state records.
+type transform interface {
+	reset()
+	restore(ev stream.Event) error
+	// apply processes one input change and returns the fact rows it (re)writes
+	// and the state records that capture its new state.
+	apply(ev stream.Event) (rows []sinks.Row, state []stream.Event)
+	stateSchemas() []stream.TableSchema
+}
+
+// Pipeline keeps one fact table current. It follows the topics of the
+// dimensions it looks up; their watermarks gate its input, so a change at
+// position P is processed only once every dimension has applied everything up to P.
+type Pipeline struct {
+	spec    Spec
+	env     dimensions.Env
+	log     *slog.Logger
+	lookups map[string]*dimensions.State
+	follows []*stream.Follower
+	t       transform
+	proc    atomic.Pointer[stream.Processor]
+
+	mu      sync.Mutex
+	unknown map[string]int64 // lookups that found no version, by key column
+}
+
+// NewPipeline returns a fact pipeline.
+func NewPipeline(spec Spec, env dimensions.Env) (*Pipeline, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if err := env.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Pipeline{spec: spec, env: env, log: env.Logger.With("pipeline", spec.Name),
+		lookups: map[string]*dimensions.State{}, unknown: map[string]int64{}}
+	for _, l := range spec.Lookups {
+		if _, ok := p.lookups[l.Dimension.Name]; ok {
+			continue
+		}
+		f, st := env.Follow(l.Dimension)
+		p.lookups[l.Dimension.Name] = st
+		p.follows = append(p.follows, f)
+	}
+	switch spec.Name {
+	case Sales.Name:
+		p.t = newSales(p)
+	default:
+		return nil, fmt.Errorf("fact %s: no transform", spec.Name)
+	}
+	return p, nil
+}
+
+// Name returns the pipeline's name.
+func (p *Pipeline) Name() string { return p.spec.Name }
+
+// Stats returns the pipeline's progress.
+func (p *Pipeline) Stats() stream.Stats {
+	if proc := p.proc.Load(); proc != nil {
+		return proc.Stats()
+	}
+	return stream.Stats{}
+}
+
+// Unknown returns how many lookups found no dimension version, by key column.
+func (p *Pipeline) Unknown() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]int64, len(p.unknown))
+	for k, v := range p.unknown {
+		out[k] = v
+	}
+	return out
+}
+
+// lookup returns the surrogate key (and attributes) of the dimension version
+// valid at pos, or the unknown member.
+func (p *Pipeline) lookup(l Lookup, natural any, pos stream.Position) (int64, map[string]any) {
+	if natural != nil {
+		if v, attrs, ok := p.lookups[l.Dimension.Name].Lookup(dimensions.NaturalKey(natural), pos); ok {
+			return v.Key, attrs
+		}
+	}
+	p.mu.Lock()
+	p.unknown[l.Column]++
+	p.mu.Unlock()
+	p.log.Warn("no dimension version at position: unknown member", "lookup", l.Column, "natural_key", natural, "position", pos.String())
+	return dimensions.UnknownKey, nil
+}
+
+// Run follows the upstream dimensions and applies changes until ctx is done.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if err := p.env.Sink.EnsureTable(ctx, p.spec.Table()); err != nil {
+		return fmt.Errorf("%s: ensure table: %w", p.spec.Name, err)
+	}
+	admin := stream.NewAdmin(p.env.Brokers)
+	var inputs []string
+	for _, in := range p.spec.Inputs {
+		topic := p.env.CDCTopic(in)
+		if _, err := admin.EnsureTopic(ctx, topic, p.env.Topics); err != nil {
+			return err
+		}
+		inputs = append(inputs, topic)
+	}
+	var gates []stream.Gate
+	for _, l := range p.spec.Lookups {
+		// The dimension pipeline may not have started yet: make its topic exist so
+		// the follower can wait on it.
+		if _, err := admin.EnsureTopic(ctx, p.env.OutputTopic("dim", l.Dimension.Short()), p.env.Topics); err != nil {
+			return err
+		}
+	}
+	for _, f := range p.follows {
+		gates = append(gates, f)
+	}
+	w, err := p.env.Writer()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if _, err := w.Register(ctx, p.env.OutputTopic("fact", p.spec.Short()), p.spec.RecordSchema("fact", p.spec.Short())); err != nil {
+		return err
+	}
+	for _, ts := range p.t.stateSchemas() {
+		if _, err := w.Register(ctx, p.env.StateTopic(p.spec.Name), ts); err != nil {
+			return err
+		}
+	}
+	proc, err := stream.NewProcessor(ctx, stream.ProcessorConfig{
+		Name: p.spec.Name,
+		Consumer: stream.ConsumerConfig{Brokers: p.env.Brokers, Group: p.env.Group(p.spec.Name), Topics: inputs,
+			MaxBatch: p.env.MaxBatch, Gates: gates},
+		StateTopic: p.env.StateTopic(p.spec.Name),
+		DeadLetter: p.env.DeadLetterTopic(p.spec.Name),
+	}, p.env.Codecs, w, p, p.env.Logger)
+	if err != nil {
+		return err
+	}
+	p.proc.Store(proc)
+	g, ctx := errgroup.WithContext(ctx)
+	for _, f := range p.follows {
+		g.Go(func() error { return f.Run(ctx) })
+	}
+	g.Go(func() error { return proc.Run(ctx) })
+	return g.Wait()
+}
+
+// Reset clears the state before a restore.
+func (p *Pipeline) Reset() { p.t.reset() }
+
+// Restore applies a state record.
+func (p *Pipeline) Restore(ev stream.Event) error { return p.t.restore(ev) }
+
+// Process turns a batch of changes into fact rows, writes them, and returns the
+// fact records and state records to publish.
+func (p *Pipeline) Process(ctx context.Context, b stream.Batch) (out, state []stream.Event, err error) {
+	var rows []sinks.Row
+	for _, r := range b.Records {
+		rs, st := p.t.apply(r.Event)
+		rows = append(rows, rs...)
+		state = append(state, st...)
+	}
+	if len(rows) == 0 {
+		return nil, state, nil
+	}
+	rowErrs, err := p.env.Sink.Write(ctx, p.spec.Name, rows)
+	if err != nil {
+		return nil, nil, fmt.Errorf("write %s: %w", p.spec.Name, err)
+	}
+	for _, re := range rowErrs {
+		p.log.Error("warehouse refused a fact row", "table", p.spec.Name, "error", re.Reason)
+	}
+	for _, row := range rows {
+		key := map[string]any{}
+		for _, g := range p.spec.Grain {
+			key[g] = row.Values[g]
+		}
+		ev := stream.Event{Schema: "fact", Table: p.spec.Short(), Op: stream.OpUpdate, Key: key, After: row.Values,
+			Pos: stream.Position{LSN: stream.LSN(row.Pos.LSN), Seq: row.Pos.Seq}}
+		if row.Op == sinks.Delete {
+			ev.Op, ev.After, ev.Before = stream.OpDelete, nil, key
+		}
+		out = append(out, ev)
+	}
+	return out, state, nil
+}

@@ -540,4 +540,3 @@ func httpCode(err error) int {
 	}
 	return 0
 }
-

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/starstream/starstream/capture"
+	"github.com/starstream/starstream/dimensions"
+	"github.com/starstream/starstream/sinks"
+	"github.com/starstream/starstream/sinks/bigquery"
+	"github.com/starstream/starstream/sinks/duckdb"
+	"github.com/starstream/starstream/stream"
+)
+
+// app holds what every command shares: the configuration and the logger.
+type app struct {
+	cfg    Config
+	log    *slog.Logger
+	codecs *stream.Codecs
+}
+
+func newApp(cfg Config) *app {
+	level := slog.LevelInfo
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return &app{cfg: cfg, log: log, codecs: stream.NewCodecs()}
+}
+
+func (a *app) topics() stream.TopicConfig {
+	return stream.TopicConfig{Partitions: a.cfg.Kafka.Partitions, ReplicationFactor: a.cfg.Kafka.ReplicationFactor}
+}
+
+// openSink opens the configured warehouse, wrapped in the retry decorator.
+func (a *app) openSink(ctx context.Context) (sinks.Sink, error) {
+	switch a.cfg.Warehouse.Kind {
+	case "bigquery":
+		return bigquery.Open(ctx, bigquery.Config{Project: a.cfg.Warehouse.BigQueryProject, Dataset: a.cfg.Warehouse.BigQueryDataset,
+			Location: a.cfg.Warehouse.BigQueryLocation, CredentialsFile: a.cfg.Warehouse.BigQueryCredentialsFile}, a.log)
+	default:
+		w, err := duckdb.Open(a.cfg.Warehouse.DuckDBPath, a.log)
+		if err != nil {
+			return nil, fmt.Errorf("open warehouse %s: %w", a.cfg.Warehouse.DuckDBPath, err)
+		}
+		return sinks.WithRetry(w, sinks.RetryPolicy{}, a.log), nil
+	}
+}
+
+// env is what the pipelines run against.
+func (a *app) env(sink sinks.Sink) dimensions.Env {
+	return dimensions.Env{Brokers: a.cfg.Kafka.Brokers, SourceSchema: a.cfg.Postgres.Schema, Namespace: a.cfg.Pipelines.Namespace,
+		Topics: a.topics(), Sink: sink, Codecs: a.codecs, Logger: a.log, MaxBatch: a.cfg.Pipelines.MaxBatch}
+}
+
+// buildPipelines resolves names (with everything upstream) and builds them.
+func (a *app) buildPipelines(env dimensions.Env, names []string) ([]pipeline, error) {
+	nodes, err := resolve(names)
+	if err != nil {
+		return nil, err
+	}
+	var out []pipeline
+	for _, n := range nodes {
+		p, err := n.build(env)
+		if err != nil {
+			return nil, fmt.Errorf("build %s: %w", n.name, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// writer returns a Kafka writer for capture.
+func (a *app) writer() (*stream.Writer, error) {
+	return stream.NewWriter(stream.WriterConfig{Brokers: a.cfg.Kafka.Brokers, Topics: a.topics()}, a.codecs, a.log)
+}
+
+// capture builds the capture of the configured schema.
+func (a *app) capture(w capture.Writer) (*capture.Capture, error) {
+	return capture.New(capture.Config{DSN: a.cfg.Postgres.DSN, Slot: a.cfg.Postgres.Slot, Publication: a.cfg.Postgres.Publication,
+		Schemas: []string{a.cfg.Postgres.Schema}}, w, a.log)
+}
+
+// pool connects to the source database.
+func (a *app) pool(ctx context.Context) (*pgxpool.Pool, error) {
+	p, err := pgxpool.New(ctx, a.cfg.Postgres.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("postgres %s: %s", capture.RedactDSN(a.cfg.Postgres.DSN), redact(a.cfg.Postgres.DSN, err))
+	}
+	if err := p.Ping(ctx); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("postgres unreachable at %s (is it running? `make up` starts one): %s",
+			capture.RedactDSN(a.cfg.Postgres.DSN), redact(a.cfg.Postgres.DSN, err))
+	}
+	return p, nil
+}
+
+// redact removes the DSN and its password from an error's text.
+func redact(dsn string, err error) string {
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, dsn, capture.RedactDSN(dsn))
+	if pw := dsnPassword(dsn); pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return msg
+}
+
+func dsnPassword(dsn string) string {
+	r := capture.RedactDSN(dsn)
+	if r == dsn {
+		return ""
+	}
+	// The password is what RedactDSN replaced: find the differing span.
+	i := 0
+	for i < len(r) && i < len(dsn) && r[i] == dsn[i] {
+		i++
+	}
+	j := 0
+	for j < len(r)-i && j < len(dsn)-i && r[len(r)-1-j] == dsn[len(dsn)-1-j] {
+		j++
+	}
+	return dsn[i : len(dsn)-j]
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/starstream/starstream/capture"
+)
+
+//go:embed defaults.yaml
+var defaultYAML []byte
+
+// Config is the whole service configuration: embedded defaults, then the YAML
+// file, then STARSTREAM_<SECTION>_<KEY> environment variables, then flags.
+type Config struct {
+	Postgres struct {
+		DSN          string `yaml:"dsn"`
+		PasswordFile string `yaml:"password_file"` // overrides the DSN's password
+		Schema       string `yaml:"schema"`
+		Slot         string `yaml:"slot"`
+		Publication  string `yaml:"publication"`
+	} `yaml:"postgres"`
+	Kafka struct {
+		Brokers           []string `yaml:"brokers"`
+		Partitions        int      `yaml:"partitions"`
+		ReplicationFactor int      `yaml:"replication_factor"`
+	} `yaml:"kafka"`
+	Warehouse struct {
+		Kind                    string `yaml:"kind"` // duckdb or bigquery
+		DuckDBPath              string `yaml:"duckdb_path"`
+		BigQueryProject         string `yaml:"bigquery_project"`
+		BigQueryDataset         string `yaml:"bigquery_dataset"`
+		BigQueryLocation        string `yaml:"bigquery_location"`
+		BigQueryCredentialsFile string `yaml:"bigquery_credentials_file"`
+	} `yaml:"warehouse"`
+	Pipelines struct {
+		Namespace string `yaml:"namespace"` // prefix of output topics and groups
+		MaxBatch  int    `yaml:"max_batch"`
+	} `yaml:"pipelines"`
+	HTTP struct {
+		Addr string `yaml:"addr"`
+	} `yaml:"http"`
+	Log struct {
+		Level string `yaml:"level"`
+	} `yaml:"log"`
+}
+
+// LoadConfig reads the defaults, the optional file and the environment.
+func LoadConfig(path string, environ []string) (Config, error) {
+	var c Config
+	if err := decodeStrict(defaultYAML, &c); err != nil {
+		return c, fmt.Errorf("embedded defaults: %w", err)
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		if err := decodeStrict(b, &c); err != nil {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, environ); err != nil {
+		return c, err
+	}
+	if c.Postgres.PasswordFile != "" {
+		b, err := os.ReadFile(c.Postgres.PasswordFile)
+		if err != nil {
+			return c, fmt.Errorf("postgres password file: %w", err)
+		}
+		dsn, err := withPassword(c.Postgres.DSN, strings.TrimSpace(string(b)))
+		if err != nil {
+			return c, err
+		}
+		c.Postgres.DSN = dsn
+	}
+	return c, nil
+}
+
+func decodeStrict(b []byte, c *Config) error {
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && err.Error() != "EOF" {
+		return err
+	}
+	return nil
+}
+
+// applyEnv sets fields from STARSTREAM_<SECTION>_<KEY> variables, where SECTION
+// and KEY are the YAML names upper-cased.
+func applyEnv(c *Config, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "STARSTREAM_") {
+			env[k] = v
+		}
+	}
+	root := reflect.ValueOf(c).Elem()
+	for i := 0; i < root.NumField(); i++ {
+		section := root.Type().Field(i).Tag.Get("yaml")
+		sv := root.Field(i)
+		for j := 0; j < sv.NumField(); j++ {
+			key := sv.Type().Field(j).Tag.Get("yaml")
+			name := "STARSTREAM_" + strings.ToUpper(section+"_"+key)
+			v, ok := env[name]
+			if !ok {
+				continue
+			}
+			f := sv.Field(j)
+			switch f.Kind() {
+			case reflect.String:
+				f.SetString(v)
+			case reflect.Int:
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return fmt.Errorf("%s: %q is not a whole number", name, v)
+				}
+				f.SetInt(int64(n))
+			case reflect.Slice:
+				f.Set(reflect.ValueOf(strings.Split(v, ",")))
+			}
+		}
+	}
+	return nil
+}
+
+// Validate checks the configuration; its errors never contain secrets.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Postgres.DSN == "" {
+		errs = append(errs, errors.New("postgres.dsn is empty"))
+	}
+	if c.Postgres.Schema == "" {
+		errs = append(errs, errors.New("postgres.schema is empty"))
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		errs = append(errs, errors.New("kafka.brokers is empty"))
+	}
+	for _, b := range c.Kafka.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			errs = append(errs, fmt.Errorf("kafka.brokers: %q is not host:port", b))
+		}
+	}
+	if c.Kafka.Partitions < 1 || c.Kafka.ReplicationFactor < 1 {
+		errs = append(errs, errors.New("kafka.partitions and kafka.replication_factor must be at least 1"))
+	}
+	switch c.Warehouse.Kind {
+	case "duckdb":
+		if c.Warehouse.DuckDBPath == "" {
+			errs = append(errs, errors.New("warehouse.duckdb_path is empty"))
+		}
+	case "bigquery":
+		if c.Warehouse.BigQueryProject == "" || c.Warehouse.BigQueryDataset == "" {
+			errs = append(errs, errors.New("warehouse.bigquery_project and warehouse.bigquery_dataset are required for bigquery"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("warehouse.kind %q is not duckdb or bigquery", c.Warehouse.Kind))
+	}
+	if c.Pipelines.MaxBatch < 1 {
+		errs = append(errs, errors.New("pipelines.max_batch must be at least 1"))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Addr); c.HTTP.Addr != "" && err != nil {
+		errs = append(errs, fmt.Errorf("http.addr %q is not host:port", c.HTTP.Addr))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	return nil
+}
+
+// Redacted returns the configuration as YAML with secrets masked.
+func (c Config) Redacted() string {
+	c.Postgres.DSN = capture.RedactDSN(c.Postgres.DSN)
+	b, _ := yaml.Marshal(c)
+	return string(b)
+}
+
+func withPassword(dsn, password string) (string, error) {
+	if !strings.Contains(dsn, "://") {
+		return dsn + " password='" + strings.ReplaceAll(password, "'", `\'`) + "'", nil
+	}
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return "", errors.New("postgres.dsn is not a URL with a user to attach the password file's password to")
+	}
+	u.User = url.UserPassword(u.User.Username(), password)
+	return u.String(), nil
+}

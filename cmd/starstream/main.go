@@ -1,0 +1,25 @@
+// Command starstream streams an e-commerce PostgreSQL database into a star
+// schema (BigQuery or an embedded DuckDB) through Kafka, in near real time.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // restore default handling: a second signal exits at once
+	}()
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starstream:", err)
+		os.Exit(1)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"math/big"
 	"time"
 
+	"github.com/starstream/starstream/dimensions"
 	"github.com/starstream/starstream/sinks"
 	"github.com/starstream/starstream/stream"
 )
@@ -315,8 +316,7 @@ func (s *sales) compute(id int64, l *line, o *order) {
 	f := map[string]any{"order_item_id": id, "order_id": l.src["order_id"], "order_status": o.status, "ordered_at": o.orderedAt,
 		"source_lsn": int64(l.created.LSN), "source_seq": int64(l.created.Seq), "date_key": nil}
 	if t, ok := o.orderedAt.(time.Time); ok {
-		t = t.UTC()
-		f["date_key"] = int64(t.Year()*10000 + int(t.Month())*100 + t.Day())
+		f["date_key"] = dimensions.DateKey(t)
 	}
 	var unitCost *big.Rat
 	for _, lk := range s.p.spec.Lookups {

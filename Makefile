@@ -17,6 +17,15 @@ down:
 status:
 	$(ROOT)/deploy/local/status.sh
 
+.PHONY: demo build
+# make demo                 seed, then capture + pipelines + generator until Ctrl-C
+# make demo DURATION=60s    the same, stopping by itself
+demo: up
+	go run ./cmd/starstream demo $(if $(DURATION),--duration $(DURATION))
+
+build:
+	go build -o starstream ./cmd/starstream
+
 .PHONY: test
 test: up
 	go test -count=1 -p 2 -timeout 20m ./...

@@ -15,6 +15,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -254,6 +255,7 @@ type Record struct {
 	Event     stream.Event
 	Key       map[string]any
 	Headers   map[string]string
+	Raw       []byte // the record's value as written
 }
 
 // ReadUntil reads every partition of topic from the start until a marker >=
@@ -287,15 +289,25 @@ func readUntil(topic string, codecs *stream.Codecs, watermark stream.LSN, timeou
 	if codecs == nil {
 		codecs = stream.NewCodecs()
 	}
-	var out []Record
+	parts := make([][]Record, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
 	for p := 0; p < n; p++ {
-		recs, err := readPartition(ctx, topic, p, codecs, watermark)
-		if err != nil {
-			return out, fmt.Errorf("partition %d: %w", p, err)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts[p], errs[p] = readPartition(ctx, topic, p, codecs, watermark)
+			if errs[p] != nil {
+				errs[p] = fmt.Errorf("partition %d: %w", p, errs[p])
+			}
+		}()
+	}
+	wg.Wait()
+	var out []Record
+	for _, recs := range parts {
 		out = append(out, recs...)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 func readPartition(ctx context.Context, topic string, p int, codecs *stream.Codecs, watermark stream.LSN) ([]Record, error) {
@@ -310,7 +322,7 @@ func readPartition(ctx context.Context, topic string, p int, codecs *stream.Code
 		if err != nil {
 			return out, fmt.Errorf("no marker >= %s after %d records: %w", watermark, len(out), err)
 		}
-		rec := Record{Partition: p, Offset: m.Offset, Headers: map[string]string{}}
+		rec := Record{Partition: p, Offset: m.Offset, Headers: map[string]string{}, Raw: m.Value}
 		for _, h := range m.Headers {
 			rec.Headers[h.Key] = string(h.Value)
 		}

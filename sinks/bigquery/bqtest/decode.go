@@ -253,7 +253,9 @@ var (
 	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
 	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
 	// NUMERIC holds 38 digits, 9 after the point: |v| < 1e29.
-	numericLimit = new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(29), nil))
+	numericLimit    = new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(29), nil))
+	numericScale    = new(big.Int).Exp(big.NewInt(10), big.NewInt(9), nil)
+	bigNumericScale = new(big.Int).Exp(big.NewInt(10), big.NewInt(38), nil)
 )
 
 func convert(colType string, v protoreflect.Value) (any, error) {
@@ -297,14 +299,14 @@ func convert(colType string, v protoreflect.Value) (any, error) {
 		if b, ok := v.Interface().([]byte); ok {
 			// "NUMERIC ... BYTES: the little-endian two's complement of the value
 			// scaled by 10^9" (write-api#data_type_conversions; FINDINGS.md).
-			scale := int64(9)
+			scale := numericScale
 			if normType(colType) == "BIGNUMERIC" {
-				scale = 38
+				scale = bigNumericScale
 			}
-			if len(b) == 0 || len(b) > 32 || (scale == 9 && len(b) > 16) {
+			if len(b) == 0 || len(b) > 32 || (scale == numericScale && len(b) > 16) {
 				return nil, fmt.Errorf("NUMERIC bytes of length %d", len(b))
 			}
-			r = new(big.Rat).SetFrac(decodeTwosComplementLE(b), new(big.Int).Exp(big.NewInt(10), big.NewInt(scale), nil))
+			r = new(big.Rat).SetFrac(decodeTwosComplementLE(b), scale)
 		} else {
 			var ok bool
 			if r, ok = new(big.Rat).SetString(v.String()); !ok {

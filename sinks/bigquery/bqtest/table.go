@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,6 +104,10 @@ func (t *table) keyOf(values map[string]any) (string, error) {
 
 func canonical(v any) string {
 	switch x := v.(type) {
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case string:
+		return "s" + x
 	case *big.Rat:
 		return x.RatString()
 	case time.Time:

@@ -10,12 +10,11 @@ import (
 	"github.com/starstream/starstream/sinks"
 )
 
-// Bookkeeping columns of the physical table, and the staging-only arrival order.
+// Bookkeeping columns of the physical table (and of the staging table).
 const (
 	colLSN     = "_pos_lsn"
 	colSeq     = "_pos_seq"
 	colDeleted = "_deleted"
-	colOrd     = "_ord"
 
 	rowsSuffix  = "__rows"
 	stagePrefix = "__starstream_stage_"
@@ -60,12 +59,13 @@ type table struct {
 	byName map[string]int
 	key    []string
 
-	stageDDL string // CREATE OR REPLACE TEMP TABLE …
-	stageRef string // quoted staging table name
-	merge    string // INSERT … SELECT … ON CONFLICT …
+	stageDDL   string // CREATE OR REPLACE TEMP TABLE …
+	stageRef   string // quoted staging table name
+	merge      string // INSERT … SELECT … ON CONFLICT …
+	stageClear string // TRUNCATE …
 }
 
-func (tb *table) stageWidth() int { return len(tb.cols) + 4 }
+func (tb *table) stageWidth() int { return len(tb.cols) + 3 }
 
 // quote quotes an identifier.
 func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
@@ -88,7 +88,7 @@ func checkDefinition(t sinks.Table) error {
 			return fmt.Errorf("%w: %s: column %q has unknown type %q", sinks.ErrInvalidTable, t.Name, c.Name, c.Type)
 		}
 		switch strings.ToLower(c.Name) {
-		case colLSN, colSeq, colDeleted, colOrd:
+		case colLSN, colSeq, colDeleted:
 			return fmt.Errorf("%w: %s: column name %q is reserved for bookkeeping", sinks.ErrInvalidTable, t.Name, c.Name)
 		}
 	}
@@ -265,7 +265,7 @@ func newTable(t sinks.Table, physical []physicalColumn) (*table, error) {
 }
 
 // buildSQL prepares the staging DDL and the merge: the newest version of each key
-// in the batch (ties: the later row) goes in, replacing the stored version only
+// in the batch (ties: the later row; the staging rowid follows append order) goes in, replacing the stored version only
 // if its position is newer. Equal positions change nothing, so replays are no-ops.
 func (tb *table) buildSQL() {
 	tb.stageRef = quote(stagePrefix + tb.name)
@@ -281,16 +281,17 @@ func (tb *table) buildSQL() {
 	for _, k := range tb.key {
 		keys = append(keys, quote(k))
 	}
-	stageDefs = append(stageDefs, colLSN+" UBIGINT", colSeq+" UBIGINT", colDeleted+" BOOLEAN", colOrd+" BIGINT")
+	stageDefs = append(stageDefs, colLSN+" UBIGINT", colSeq+" UBIGINT", colDeleted+" BOOLEAN")
 	names = append(names, colLSN, colSeq, colDeleted)
 	sets = append(sets, colLSN+" = excluded."+colLSN, colSeq+" = excluded."+colSeq, colDeleted+" = excluded."+colDeleted)
 
 	tb.stageDDL = "CREATE OR REPLACE TEMP TABLE " + tb.stageRef + " (" + strings.Join(stageDefs, ", ") + ")"
+	tb.stageClear = "TRUNCATE " + tb.stageRef
 	cols := strings.Join(names, ", ")
 	tb.merge = "INSERT INTO " + quote(rowsTable(tb.name)) + " AS cur (" + cols + ")\n" +
 		"SELECT " + cols + " FROM " + tb.stageRef + "\n" +
 		"QUALIFY row_number() OVER (PARTITION BY " + strings.Join(keys, ", ") +
-		" ORDER BY " + colLSN + " DESC, " + colSeq + " DESC, " + colOrd + " DESC) = 1\n" +
+		" ORDER BY " + colLSN + " DESC, " + colSeq + " DESC, rowid DESC) = 1\n" +
 		"ON CONFLICT (" + strings.Join(keys, ", ") + ") DO UPDATE SET " + strings.Join(sets, ", ") + "\n" +
 		"WHERE excluded." + colLSN + " > cur." + colLSN +
 		" OR (excluded." + colLSN + " = cur." + colLSN + " AND excluded." + colSeq + " > cur." + colSeq + ")"

@@ -51,8 +51,9 @@ type Writer struct {
 	logger *slog.Logger
 	memory bool
 
-	mu     sync.Mutex // serialises conn: writes and DDL
-	conn   *sql.Conn  // the one writing connection; staging tables live on it
+	mu     sync.Mutex        // serialises conn: writes and DDL
+	conn   *sql.Conn         // the one writing connection; staging tables live on it
+	staged map[string]*table // the table version each staging table on conn was made for
 	closed bool
 
 	tmu    sync.RWMutex
@@ -82,7 +83,7 @@ func Open(path string, logger *slog.Logger) (*Writer, error) {
 		return nil, fmt.Errorf("open duckdb %q: %w", path, err)
 	}
 	logger.Debug("duckdb opened", "path", path)
-	return &Writer{db: db, logger: logger, memory: memory, conn: conn, tables: map[string]*table{}}, nil
+	return &Writer{db: db, logger: logger, memory: memory, conn: conn, staged: map[string]*table{}, tables: map[string]*table{}}, nil
 }
 
 // EnsureTable creates the table and its view if missing, adds the nullable
@@ -153,16 +154,22 @@ func (w *Writer) Write(ctx context.Context, table string, rows []sinks.Row) ([]s
 		return nil, ErrClosed
 	}
 	if err := w.inTx(ctx, func() error { return w.apply(ctx, tb, vals) }); err != nil {
+		delete(w.staged, table) // the rollback may have undone its creation
 		return nil, fmt.Errorf("write %s: %w", table, classify(err))
 	}
+	w.staged[table] = tb
 	w.logger.Debug("duckdb write", "table", table, "rows", n, "refused", len(rowErrs), "elapsed", time.Since(start))
 	return rowErrs, nil
 }
 
-// apply stages the converted rows and merges them; the caller holds the transaction.
+// apply stages the converted rows and merges them; the caller holds mu and the
+// transaction. The staging table stays on the connection, emptied, for the next
+// batch: creating one per batch costs more than the merge of a small batch.
 func (w *Writer) apply(ctx context.Context, tb *table, vals []driver.Value) error {
-	if _, err := w.conn.ExecContext(ctx, tb.stageDDL); err != nil {
-		return fmt.Errorf("create staging table: %w", err)
+	if w.staged[tb.name] != tb {
+		if _, err := w.conn.ExecContext(ctx, tb.stageDDL); err != nil {
+			return fmt.Errorf("create staging table: %w", err)
+		}
 	}
 	err := w.conn.Raw(func(dc any) error {
 		a, err := duckdb.NewAppender(dc.(driver.Conn), "temp", "main", stagePrefix+tb.name)
@@ -184,8 +191,8 @@ func (w *Writer) apply(ctx context.Context, tb *table, vals []driver.Value) erro
 	if _, err := w.conn.ExecContext(ctx, tb.merge); err != nil {
 		return fmt.Errorf("merge: %w", err)
 	}
-	if _, err := w.conn.ExecContext(ctx, "DROP TABLE "+tb.stageRef); err != nil {
-		return fmt.Errorf("drop staging table: %w", err)
+	if _, err := w.conn.ExecContext(ctx, tb.stageClear); err != nil {
+		return fmt.Errorf("clear staging table: %w", err)
 	}
 	return nil
 }

@@ -48,6 +48,9 @@ func convert(c column, v any) (driver.Value, string) {
 			if r == nil {
 				return nil, ""
 			}
+			if n, ok := scaleNumericInt64(r); ok {
+				return n, "" // the common case, without big.Int arithmetic
+			}
 			scaled, ok := scaleNumeric(r)
 			if !ok {
 				return nil, fmt.Sprintf("column %s: NUMERIC %s exceeds 29 digits before the point", c.name, r.FloatString(numericScale))
@@ -110,6 +113,25 @@ func scaleNumeric(r *big.Rat) (*big.Int, bool) {
 	return q, new(big.Int).Abs(q).Cmp(numericLimit) < 0
 }
 
+// scaleNumericInt64 is scaleNumeric for values whose scaled form fits an int64
+// exactly (denominator dividing 10⁹): most prices and amounts.
+func scaleNumericInt64(r *big.Rat) (int64, bool) {
+	if !r.Num().IsInt64() || !r.Denom().IsInt64() {
+		return 0, false
+	}
+	num, den := r.Num().Int64(), r.Denom().Int64()
+	const factor = 1_000_000_000
+	if factor%den != 0 {
+		return 0, false
+	}
+	mul := factor / den
+	const limit = 1 << 62 / factor // stay well inside int64 (|num·mul| < 2⁶²)
+	if num > limit || num < -limit {
+		return 0, false
+	}
+	return num * mul, true
+}
+
 // ratFromDecimal turns a DECIMAL read back (unscaled value and scale) into a *big.Rat.
 func ratFromDecimal(unscaled *big.Int, scale uint8) *big.Rat {
 	den := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil)
@@ -130,53 +152,66 @@ func isNull(v any) bool {
 }
 
 // stageRows validates rows against the table and converts the accepted ones into
-// one flat slice of Appender values, width tb.stageWidth() per row. Deletes keep
-// only their key: the rest of a tombstone is never read.
+// one flat slice of Appender values, tb.stageWidth() per row. Deletes keep only
+// their key: the rest of a tombstone is never read.
 func (tb *table) stageRows(rows []sinks.Row) (vals []driver.Value, n int, rowErrs []sinks.RowError) {
-	width := tb.stageWidth()
-	vals = make([]driver.Value, 0, len(rows)*width)
-rows:
+	vals = make([]driver.Value, 0, len(rows)*tb.stageWidth())
+	var lastLSN uint64
+	var boxedLSN driver.Value = uint64(0)
 	for i, r := range rows {
 		start := len(vals)
-		refuse := func(reason string) {
+		var reason string
+		vals, reason = tb.appendRow(vals, r)
+		if reason != "" {
 			rowErrs = append(rowErrs, sinks.RowError{Index: i, Reason: reason})
 			vals = vals[:start]
-		}
-		if r.Op != sinks.Upsert && r.Op != sinks.Delete {
-			refuse(fmt.Sprintf("unknown op %d", r.Op))
 			continue
 		}
-		if r.Op == sinks.Upsert {
-			for name := range r.Values {
-				if _, ok := tb.byName[name]; !ok {
-					refuse("unknown column " + name)
-					continue rows
-				}
-			}
+		// Rows of one transaction share an LSN: box it once, not per row.
+		if r.Pos.LSN != lastLSN {
+			lastLSN, boxedLSN = r.Pos.LSN, r.Pos.LSN
 		}
-		for _, c := range tb.cols {
-			v := r.Values[c.name]
-			if r.Op == sinks.Delete && !c.key {
-				vals = append(vals, nil)
-				continue
-			}
-			if isNull(v) {
-				if !c.nullable {
-					refuse("NULL in NOT NULL column " + c.name)
-					continue rows
-				}
-				vals = append(vals, nil)
-				continue
-			}
-			dv, reason := convert(c, v)
-			if reason != "" {
-				refuse(reason)
-				continue rows
-			}
-			vals = append(vals, dv)
-		}
-		vals = append(vals, r.Pos.LSN, r.Pos.Seq, r.Op == sinks.Delete, int64(i))
+		vals = append(vals, boxedLSN, r.Pos.Seq, r.Op == sinks.Delete)
 		n++
 	}
 	return vals, n, rowErrs
+}
+
+// appendRow appends the user column values of r, or returns why r is refused.
+func (tb *table) appendRow(vals []driver.Value, r sinks.Row) ([]driver.Value, string) {
+	if r.Op != sinks.Upsert && r.Op != sinks.Delete {
+		return vals, fmt.Sprintf("unknown op %d", r.Op)
+	}
+	found := 0
+	for _, c := range tb.cols {
+		v, ok := r.Values[c.name]
+		if ok {
+			found++
+		}
+		if r.Op == sinks.Delete && !c.key {
+			vals = append(vals, nil)
+			continue
+		}
+		if isNull(v) {
+			if !c.nullable {
+				return vals, "NULL in NOT NULL column " + c.name
+			}
+			vals = append(vals, nil)
+			continue
+		}
+		dv, reason := convert(c, v)
+		if reason != "" {
+			return vals, reason
+		}
+		vals = append(vals, dv)
+	}
+	// A Delete may carry a whole before-image: only its key matters.
+	if found != len(r.Values) && r.Op == sinks.Upsert {
+		for name := range r.Values {
+			if _, ok := tb.byName[name]; !ok {
+				return vals, "unknown column " + name
+			}
+		}
+	}
+	return vals, ""
 }

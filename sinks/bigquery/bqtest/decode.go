@@ -41,6 +41,7 @@ type decoder struct {
 type fieldMap struct {
 	fd  protoreflect.FieldDescriptor
 	col *bq.TableFieldSchema
+	idx int // column position
 }
 
 // compile checks a writer schema against a table. Mismatches fail the whole
@@ -96,7 +97,7 @@ func compile(t *table, defaultStream bool, dp *descriptorpb.DescriptorProto) (*d
 			return nil, fmt.Errorf("field %s: proto type %s cannot be written to BigQuery column type %s", name, valueKind(fd), col.Type)
 		}
 		seen[strings.ToLower(col.Name)] = true
-		d.fields = append(d.fields, fieldMap{fd: fd, col: col})
+		d.fields = append(d.fields, fieldMap{fd: fd, col: col, idx: t.colIndex(name)})
 	}
 	if len(extra) > 0 {
 		return nil, fmt.Errorf("Input schema has more fields than BigQuery schema, extra fields: '%s'", strings.Join(extra, "', '"))
@@ -185,7 +186,7 @@ func isInt(k protoreflect.Kind) bool {
 
 // decoded is one row after decoding.
 type decoded struct {
-	values     map[string]any
+	values     []any // by column position
 	changeType string // "", "UPSERT" or "DELETE"
 	seq        Sequence
 }
@@ -199,7 +200,7 @@ func (d *decoder) decode(b []byte) (*decoded, error) {
 	if len(msg.GetUnknown()) > 0 {
 		return nil, fmt.Errorf("row has fields that are not in the writer schema")
 	}
-	out := &decoded{values: map[string]any{}}
+	out := &decoded{values: make([]any, len(d.t.meta.Schema.Fields))}
 	for _, f := range d.fields {
 		if !msg.Has(f.fd) {
 			continue
@@ -213,7 +214,7 @@ func (d *decoder) decode(b []byte) (*decoded, error) {
 		if err != nil {
 			return nil, fmt.Errorf("field %s: %v", f.col.Name, err)
 		}
-		out.values[f.col.Name] = gv
+		out.values[f.idx] = gv
 	}
 	if d.cdc {
 		if !msg.Has(d.typ) {
@@ -234,14 +235,14 @@ func (d *decoder) decode(b []byte) (*decoded, error) {
 			out.seq = seq
 		}
 		for _, k := range d.t.primaryKey() {
-			if out.values[d.t.column(k).Name] == nil {
+			if out.values[d.t.colIndex(k)] == nil {
 				return nil, fmt.Errorf("primary key column %s is NULL", k)
 			}
 		}
 	}
 	if out.changeType != "DELETE" {
-		for _, c := range d.t.meta.Schema.Fields {
-			if c.Mode == "REQUIRED" && out.values[c.Name] == nil {
+		for i, c := range d.t.meta.Schema.Fields {
+			if c.Mode == "REQUIRED" && out.values[i] == nil {
 				return nil, fmt.Errorf("required field %s is missing", c.Name)
 			}
 		}

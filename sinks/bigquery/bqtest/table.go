@@ -24,7 +24,7 @@ type table struct {
 	project, dataset, name string
 	meta                   *bq.Table
 	gen                    int // bumped on every metadata change; the etag
-	plain                  []map[string]any
+	plain                  [][]any // rows appended without CDC
 	keyed                  map[string]*change
 }
 
@@ -33,7 +33,7 @@ type table struct {
 // the table's state is, per key, the change with the greatest sequence number
 // (ties and unsequenced changes by arrival), whatever order they arrived in.
 type change struct {
-	values  map[string]any
+	values  []any // by column position; columns only ever get appended
 	del     bool
 	seq     Sequence // nil: no _CHANGE_SEQUENCE_NUMBER
 	arrival uint64
@@ -79,6 +79,16 @@ func (t *table) column(name string) *bq.TableFieldSchema {
 	return nil
 }
 
+// colIndex is the position of a column, or -1.
+func (t *table) colIndex(name string) int {
+	for i, f := range t.meta.Schema.Fields {
+		if strings.EqualFold(f.Name, name) {
+			return i
+		}
+	}
+	return -1
+}
+
 func (t *table) primaryKey() []string {
 	if t.meta.TableConstraints == nil || t.meta.TableConstraints.PrimaryKey == nil {
 		return nil
@@ -87,11 +97,14 @@ func (t *table) primaryKey() []string {
 }
 
 // keyOf renders the primary key values of a row as a map key.
-func (t *table) keyOf(values map[string]any) (string, error) {
+func (t *table) keyOf(values []any) (string, error) {
 	var b strings.Builder
 	for i, k := range t.primaryKey() {
-		v, ok := values[t.column(k).Name]
-		if !ok || v == nil {
+		var v any
+		if j := t.colIndex(k); j >= 0 && j < len(values) {
+			v = values[j]
+		}
+		if v == nil {
 			return "", fmt.Errorf("primary key column %q is missing or NULL", k)
 		}
 		if i > 0 {
@@ -153,10 +166,13 @@ func (t *table) rows() []map[string]any {
 	return out
 }
 
-func (t *table) project1(values map[string]any) map[string]any {
+func (t *table) project1(values []any) map[string]any {
 	row := make(map[string]any, len(t.meta.Schema.Fields))
-	for _, f := range t.meta.Schema.Fields {
-		row[f.Name] = values[f.Name]
+	for i, f := range t.meta.Schema.Fields {
+		row[f.Name] = nil
+		if i < len(values) {
+			row[f.Name] = values[i]
+		}
 	}
 	return row
 }

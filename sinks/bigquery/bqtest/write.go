@@ -24,7 +24,7 @@ type stream struct {
 	name      string
 	typ       storagepb.WriteStream_Type
 	t         *table
-	rows      []map[string]any
+	rows      [][]any
 	flushed   int // rows of a BUFFERED stream made visible
 	finalized bool
 	committed bool
@@ -313,7 +313,7 @@ func (s *Server) append(c *conn, req *storagepb.AppendRowsRequest) *storagepb.Ap
 	var rowErrs []*storagepb.RowError
 	for i, b := range rows {
 		d, err := c.dec.decode(b)
-		if err == nil && s.refuse != nil && s.refuse(d.values) {
+		if err == nil && s.refuse != nil && s.refuse(t.project1(d.values)) {
 			err = errors.New(s.refuseReason)
 		}
 		if err != nil {

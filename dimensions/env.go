@@ -49,6 +49,14 @@ func (e Env) DeadLetterTopic(pipeline string) string { return e.Namespace + "dlq
 // Group is a pipeline's consumer group.
 func (e Env) Group(pipeline string) string { return e.Namespace + "starstream." + pipeline }
 
+// KeptTopics is the setting of output topics that followers rebuild state from:
+// like every topic, but never expiring.
+func (e Env) KeptTopics() stream.TopicConfig {
+	t := e.Topics
+	t.RetentionMs = -1
+	return t
+}
+
 // Writer returns a Kafka writer for one pipeline's topics.
 func (e Env) Writer() (*stream.Writer, error) {
 	return stream.NewWriter(stream.WriterConfig{Brokers: e.Brokers, Topics: e.Topics}, e.Codecs, e.Logger)

@@ -65,18 +65,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if _, err := stream.NewAdmin(p.env.Brokers).EnsureTopic(ctx, input, p.env.Topics); err != nil {
 		return err
 	}
-	if _, err := w.Register(ctx, p.env.OutputTopic("dim", p.spec.Short()), p.spec.RecordSchema("dim")); err != nil {
-		return err
-	}
-	if _, err := w.Register(ctx, p.env.StateTopic(p.spec.Name), p.stateSchema()); err != nil {
+	if _, err := w.RegisterWith(ctx, p.env.OutputTopic("dim", p.spec.Short()), p.spec.RecordSchema("dim"), p.env.KeptTopics()); err != nil {
 		return err
 	}
 	proc, err := stream.NewProcessor(ctx, stream.ProcessorConfig{
 		Name: p.spec.Name,
 		Consumer: stream.ConsumerConfig{Brokers: p.env.Brokers, Group: p.env.Group(p.spec.Name), Topics: []string{input},
 			MaxBatch: p.env.MaxBatch, Gates: []stream.Gate{stream.Static(stream.MaxLSN)}}, // dim_date never changes
-		StateTopic: p.env.StateTopic(p.spec.Name),
-		DeadLetter: p.env.DeadLetterTopic(p.spec.Name),
+		StateTopic:   p.env.StateTopic(p.spec.Name),
+		StateSchemas: []stream.TableSchema{p.stateSchema()},
+		DeadLetter:   p.env.DeadLetterTopic(p.spec.Name),
 	}, p.env.Codecs, w, p, p.env.Logger)
 	if err != nil {
 		return err

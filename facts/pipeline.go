@@ -101,8 +101,18 @@ func (p *Pipeline) lookup(l Lookup, natural any, pos stream.Position) (int64, ma
 	p.mu.Lock()
 	p.unknown[l.Column]++
 	p.mu.Unlock()
-	p.log.Warn("no dimension version at position: unknown member", "lookup", l.Column, "natural_key", natural, "position", pos.String())
+	p.log.Warn("no dimension version at position: unknown member", "lookup", l.Column, "natural_key", natural,
+		"position", pos.String(), "dimension_watermark", p.gateOf(l.Dimension.Name).String())
 	return dimensions.UnknownKey, nil
+}
+
+func (p *Pipeline) gateOf(dim string) stream.LSN {
+	for i, l := range p.spec.Lookups {
+		if l.Dimension.Name == dim && i < len(p.follows) {
+			return p.follows[i].Watermark()
+		}
+	}
+	return 0
 }
 
 // Run follows the upstream dimensions and applies changes until ctx is done.
@@ -123,7 +133,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	for _, l := range p.spec.Lookups {
 		// The dimension pipeline may not have started yet: make its topic exist so
 		// the follower can wait on it.
-		if _, err := admin.EnsureTopic(ctx, p.env.OutputTopic("dim", l.Dimension.Short()), p.env.Topics); err != nil {
+		if _, err := admin.EnsureTopic(ctx, p.env.OutputTopic("dim", l.Dimension.Short()), p.env.KeptTopics()); err != nil {
 			return err
 		}
 	}
@@ -135,20 +145,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
-	if _, err := w.Register(ctx, p.env.OutputTopic("fact", p.spec.Short()), p.spec.RecordSchema("fact", p.spec.Short())); err != nil {
+	if _, err := w.RegisterWith(ctx, p.env.OutputTopic("fact", p.spec.Short()), p.spec.RecordSchema("fact", p.spec.Short()), p.env.KeptTopics()); err != nil {
 		return err
-	}
-	for _, ts := range p.t.stateSchemas() {
-		if _, err := w.Register(ctx, p.env.StateTopic(p.spec.Name), ts); err != nil {
-			return err
-		}
 	}
 	proc, err := stream.NewProcessor(ctx, stream.ProcessorConfig{
 		Name: p.spec.Name,
 		Consumer: stream.ConsumerConfig{Brokers: p.env.Brokers, Group: p.env.Group(p.spec.Name), Topics: inputs,
 			MaxBatch: p.env.MaxBatch, Gates: gates},
-		StateTopic: p.env.StateTopic(p.spec.Name),
-		DeadLetter: p.env.DeadLetterTopic(p.spec.Name),
+		StateTopic:   p.env.StateTopic(p.spec.Name),
+		StateSchemas: p.t.stateSchemas(),
+		DeadLetter:   p.env.DeadLetterTopic(p.spec.Name),
 	}, p.env.Codecs, w, p, p.env.Logger)
 	if err != nil {
 		return err

@@ -100,6 +100,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		ID: c.cfg.Group, Brokers: c.cfg.Brokers, Topics: c.cfg.Topics,
 		StartOffset: kafka.FirstOffset, HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second,
 		RebalanceTimeout: 10 * time.Second, JoinGroupBackoff: time.Second, WatchPartitionChanges: true,
+		GroupBalancers: []kafka.GroupBalancer{activeStandby{joined: time.Now().UnixNano()}},
 	})
 	if err != nil {
 		return fmt.Errorf("consumer group %s: %w", c.cfg.Group, err)
@@ -195,7 +196,8 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) err
 		}
 	}
 	if len(parts) == 0 {
-		<-ctx.Done() // more members than partitions: stand by
+		c.log.Info("standing by: another member of the group is active", "group", c.cfg.Group)
+		<-ctx.Done()
 		return ctx.Err()
 	}
 	sort.Slice(parts, func(i, j int) bool {

@@ -29,6 +29,10 @@ type ProcessorConfig struct {
 	Consumer   ConsumerConfig
 	StateTopic string // single-partition topic holding state records and checkpoints
 	DeadLetter string // topic for poison records
+	// StateSchemas are the step's state records; the processor registers them on
+	// the state topic, which it creates with one partition (restores rely on the
+	// order of state records and checkpoints) and unlimited retention.
+	StateSchemas []TableSchema
 }
 
 // checkpointSchema is the state-topic record that closes each committed batch.
@@ -59,8 +63,8 @@ type Processor struct {
 	deadLet   int64
 }
 
-// NewProcessor returns a processor. The writer must have the step's output and
-// state tables registered; the processor registers its checkpoint table.
+// NewProcessor returns a processor. The writer must have the step's output
+// tables registered; the processor registers the state and checkpoint tables.
 func NewProcessor(ctx context.Context, cfg ProcessorConfig, codecs *Codecs, w *Writer, step Step, logger *slog.Logger) (*Processor, error) {
 	if err := cfg.Consumer.Validate(); err != nil {
 		return nil, err
@@ -68,8 +72,19 @@ func NewProcessor(ctx context.Context, cfg ProcessorConfig, codecs *Codecs, w *W
 	if cfg.StateTopic == "" || cfg.DeadLetter == "" {
 		return nil, fmt.Errorf("processor %s: state and dead-letter topics are required", cfg.Name)
 	}
-	if _, err := w.Register(ctx, cfg.StateTopic, checkpointSchema); err != nil {
+	tc := w.TopicConfig()
+	tc.Partitions, tc.RetentionMs, tc.CleanupPolicy = 1, -1, "delete"
+	n, err := w.admin.EnsureTopic(ctx, cfg.StateTopic, tc)
+	if err != nil {
 		return nil, err
+	}
+	if n != 1 {
+		return nil, fmt.Errorf("processor %s: state topic %s has %d partitions; it needs exactly 1 (its order is the restore order)", cfg.Name, cfg.StateTopic, n)
+	}
+	for _, s := range append(cfg.StateSchemas, checkpointSchema) {
+		if _, err := w.Register(ctx, cfg.StateTopic, s); err != nil {
+			return nil, err
+		}
 	}
 	return &Processor{cfg: cfg, codecs: codecs, w: w, step: step, log: logger.With("pipeline", cfg.Name)}, nil
 }

@@ -218,6 +218,18 @@ func (w *Writer) Mark(ctx context.Context, lsn LSN) error {
 	return nil
 }
 
+// TopicConfig returns the settings the writer creates topics with.
+func (w *Writer) TopicConfig() TopicConfig { return w.cfg.Topics.WithDefaults() }
+
+// RegisterWith is Register for a topic that, when it must be created, gets cfg
+// instead of the writer's default topic settings.
+func (w *Writer) RegisterWith(ctx context.Context, topic string, s TableSchema, cfg TopicConfig) (*TableCodec, error) {
+	if _, err := w.admin.EnsureTopic(ctx, topic, cfg); err != nil {
+		return nil, err
+	}
+	return w.Register(ctx, topic, s)
+}
+
 // Topics returns the topics the writer has registered.
 func (w *Writer) Topics() []string {
 	w.mu.Lock()

@@ -69,6 +69,7 @@ func captureCmd(a *app) *cobra.Command {
 
 func runCmd(a *app) *cobra.Command {
 	var names []string
+	var withCapture bool
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run pipelines and everything upstream of them (all when --pipelines is not given)",
@@ -83,10 +84,24 @@ func runCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runAll(ctx, a, ps, nil)
+			var extra []func(context.Context) error
+			if withCapture {
+				w, err := a.writer()
+				if err != nil {
+					return err
+				}
+				defer w.Close()
+				c, err := a.capture(w)
+				if err != nil {
+					return err
+				}
+				extra = append(extra, c.Run)
+			}
+			return runAll(ctx, a, ps, extra)
 		},
 	}
 	cmd.Flags().StringSliceVar(&names, "pipelines", nil, "pipelines to run, e.g. fact_sales,dim_customer (upstream added)")
+	cmd.Flags().BoolVar(&withCapture, "capture", false, "also run capture in this process")
 	return cmd
 }
 

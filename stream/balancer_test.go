@@ -1,0 +1,22 @@
+package stream
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func TestActiveStandbyGivesEverythingToTheEarliestMember(t *testing.T) {
+	t.Parallel()
+	at := func(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+	members := []kafka.GroupMember{{ID: "b", UserData: at(20)}, {ID: "a", UserData: at(30)}, {ID: "c", UserData: at(10)}}
+	parts := []kafka.Partition{{Topic: "x", ID: 0}, {Topic: "x", ID: 1}, {Topic: "y", ID: 0}}
+	got := activeStandby{}.AssignGroups(members, parts)
+	if len(got["c"]["x"]) != 2 || len(got["c"]["y"]) != 1 {
+		t.Fatalf("earliest member got %v", got["c"])
+	}
+	if len(got["a"]) != 0 || len(got["b"]) != 0 {
+		t.Fatalf("standbys got partitions: a=%v b=%v", got["a"], got["b"])
+	}
+}

@@ -184,6 +184,7 @@ func (w *Writer) ensureTable(ctx context.Context, t sinks.Table) (*bigquery.Tabl
 		md, err = tbl.Update(ctx, bigquery.TableMetadataToUpdate{Schema: schema}, md.ETag)
 		switch {
 		case err == nil:
+			w.logger.Info("bigquery table grew", "table", t.Name, "columns", len(md.Schema))
 			return md, nil
 		case hasStatus(err, http.StatusPreconditionFailed) && attempt < 3:
 			continue

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -363,5 +364,90 @@ func write(t *testing.T, s sinks.Sink, table string, rows ...sinks.Row) {
 	rowErrs, err := s.Write(t.Context(), table, rows)
 	if err != nil || len(rowErrs) > 0 {
 		t.Fatalf("Write: %v %v", err, rowErrs)
+	}
+}
+
+// TestOpenRetries: Open wraps the Writer in the retry decorator.
+func TestOpenRetries(t *testing.T) {
+	t.Parallel()
+	srv := bqtest.New(t)
+	cfg := config(srv)
+	cfg.Retry = fastRetry()
+	s, err := bigquery.Open(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.EnsureTable(t.Context(), ordersTable()); err != nil {
+		t.Fatal(err)
+	}
+	srv.FailNextAppends(codes.Unavailable, 2)
+	write(t, s, "orders", orderRow(1, "placed", 10))
+	if rows, _ := srv.Rows(project, dataset, "orders"); len(rows) != 1 {
+		t.Fatalf("rows %v", rows)
+	}
+}
+
+// TestWriteHonoursContext: a slow server and a short deadline end the write
+// with the context's error, which is not transient (the caller asked to stop).
+func TestWriteHonoursContext(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	defer f.w.Close()
+	if err := f.w.EnsureTable(t.Context(), ordersTable()); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.SetAppendDelay(2 * time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := f.w.Write(ctx, "orders", []sinks.Row{orderRow(1, "placed", 10)})
+	if !errors.Is(err, context.DeadlineExceeded) || sinks.IsTransient(err) {
+		t.Fatalf("write past its deadline: %v, want DeadlineExceeded, not transient", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("write took %v after a 100ms deadline", d)
+	}
+	f.srv.SetAppendDelay(0)
+}
+
+// TestConcurrentWrites: one Writer shared by pipelines writing several tables.
+func TestConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	defer f.w.Close()
+	tables := []string{"orders_a", "orders_b"}
+	for _, name := range tables {
+		tbl := ordersTable()
+		tbl.Name = name
+		if err := f.w.EnsureTable(t.Context(), tbl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var rows []sinks.Row
+			for i := range 200 {
+				id := int64(g*1000 + i)
+				rows = append(rows, orderRow(id, "placed", uint64(id)))
+			}
+			if _, err := f.w.Write(t.Context(), tables[g%2], rows); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, name := range tables {
+		if n := len(f.rows(t, name)); n != 800 {
+			t.Fatalf("%s: %d rows, want 800", name, n)
+		}
 	}
 }

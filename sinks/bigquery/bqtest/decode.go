@@ -186,7 +186,7 @@ func isInt(k protoreflect.Kind) bool {
 
 // decoded is one row after decoding.
 type decoded struct {
-	values     []any // by column position
+	values     []any  // by column position
 	changeType string // "", "UPSERT" or "DELETE"
 	seq        Sequence
 }

@@ -23,7 +23,7 @@ type dataset struct {
 type table struct {
 	project, dataset, name string
 	meta                   *bq.Table
-	gen                    int // bumped on every metadata change; the etag
+	gen                    int     // bumped on every metadata change; the etag
 	plain                  [][]any // rows appended without CDC
 	keyed                  map[string]*change
 }

@@ -151,7 +151,9 @@ func (w *Writer) ensureDataset(ctx context.Context) error {
 	return nil
 }
 
-// ensureTable returns the table's metadata after creating or growing it.
+// ensureTable returns the table's metadata after creating it, or after adding
+// the columns the definition gained and bringing its description and
+// max_staleness up to date.
 func (w *Writer) ensureTable(ctx context.Context, t sinks.Table) (*bigquery.TableMetadata, error) {
 	tbl := w.rest.Dataset(w.cfg.Dataset).Table(t.Name)
 	for attempt := 0; ; attempt++ {
@@ -176,15 +178,22 @@ func (w *Writer) ensureTable(ctx context.Context, t sinks.Table) (*bigquery.Tabl
 		if err != nil {
 			return nil, err
 		}
-		if schema == nil {
+		update, changed := bigquery.TableMetadataToUpdate{Schema: schema}, schema != nil
+		if t.Description != "" && t.Description != md.Description {
+			update.Description, changed = t.Description, true
+		}
+		if d := w.cfg.MaxStaleness; d > 0 && (md.MaxStaleness == nil || md.MaxStaleness.ToDuration() != d) {
+			update.MaxStaleness, changed = bigquery.IntervalValueFromDuration(d), true
+		}
+		if !changed {
 			return md, nil
 		}
 		// Guarded by the etag: a concurrent change makes this fail with 412 and
 		// the loop reads the table again.
-		md, err = tbl.Update(ctx, bigquery.TableMetadataToUpdate{Schema: schema}, md.ETag)
+		md, err = tbl.Update(ctx, update, md.ETag)
 		switch {
 		case err == nil:
-			w.logger.Info("bigquery table grew", "table", t.Name, "columns", len(md.Schema))
+			w.logger.Info("bigquery table updated", "table", t.Name, "columns", len(md.Schema))
 			return md, nil
 		case hasStatus(err, http.StatusPreconditionFailed) && attempt < 3:
 			continue

@@ -102,6 +102,19 @@ func TestEnsureTableCreatesDatasetAndTable(t *testing.T) {
 	if again, _ := srv.Table(project, dataset, "orders"); again.Etag != md.Etag {
 		t.Errorf("second EnsureTable modified the table (etag %s → %s)", md.Etag, again.Etag)
 	}
+	// A new max staleness is applied to the existing table.
+	cfg.MaxStaleness = time.Hour
+	w2, err := bigquery.New(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	if err := w2.EnsureTable(t.Context(), ordersTable()); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := srv.Table(project, dataset, "orders"); again.MaxStaleness != "0-0 0 1:0:0" {
+		t.Errorf("max staleness after reconfiguring: %q", again.MaxStaleness)
+	}
 }
 
 // TestSchemaEvolution adds a nullable column and writes it through the same

@@ -94,8 +94,10 @@ func (w *Writer) Write(ctx context.Context, table string, rows []sinks.Row) ([]s
 					again.rows = append(again.rows, r)
 					again.idx = append(again.idx, pending[i].idx[j])
 				}
-				if len(again.rows) > 0 && len(again.rows) < len(pending[i].rows) {
-					retry = append(retry, again)
+				if len(again.rows) < len(pending[i].rows) { // some rows refused: send the rest
+					if len(again.rows) > 0 {
+						retry = append(retry, again)
+					}
 					continue
 				}
 			}

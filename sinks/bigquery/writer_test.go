@@ -287,6 +287,11 @@ func TestRowsRefusedByServer(t *testing.T) {
 	if got := statuses(t, f); len(got) != 2 || got[1] != "placed" || got[3] != "placed" {
 		t.Fatalf("rows %v", got)
 	}
+	// Every row refused: row errors, not a failed batch.
+	rowErrs, err = f.w.Write(t.Context(), "orders", []sinks.Row{orderRow(5, "poison", 10), orderRow(6, "poison", 10)})
+	if err != nil || len(rowErrs) != 2 {
+		t.Fatalf("all rows refused: %v %v", rowErrs, err)
+	}
 }
 
 func TestCredentialsFile(t *testing.T) {

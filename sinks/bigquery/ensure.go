@@ -87,6 +87,12 @@ func (w *Writer) metadata(t sinks.Table) *bigquery.TableMetadata {
 // columns the definition gained (never dropping or narrowing anything), and
 // refreshes the schema rows are written with from the table BigQuery holds.
 func (w *Writer) EnsureTable(ctx context.Context, t sinks.Table) error {
+	w.mu.Lock()
+	closed := w.closed
+	w.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
 	if err := validate(t); err != nil {
 		return err
 	}
@@ -126,6 +132,10 @@ func (w *Writer) EnsureTable(ctx context.Context, t sinks.Table) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		stream.Close()
+		return ErrClosed
+	}
 	if st, ok := w.tables[t.Name]; ok { // a concurrent EnsureTable won
 		st.schema = rs
 		stream.Close()

@@ -31,11 +31,15 @@ type chunk struct {
 func (w *Writer) Write(ctx context.Context, table string, rows []sinks.Row) ([]sinks.RowError, error) {
 	w.mu.Lock()
 	st, ok := w.tables[table]
+	closed := w.closed
 	var snap tableState
 	if ok {
 		snap = *st
 	}
 	w.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w: %s was never ensured by this writer", sinks.ErrUnknownTable, table)
 	}
@@ -48,6 +52,9 @@ func (w *Writer) Write(ctx context.Context, table string, rows []sinks.Row) ([]s
 		rowErrs = append(rowErrs, sinks.RowError{Index: i, Reason: err.Error()})
 	})
 	budget := w.cfg.maxRequestBytes() - proto.Size(snap.schema.descriptor) - 4096
+	enc, idx = dropOversized(enc, idx, budget, func(i int, err error) {
+		rowErrs = append(rowErrs, sinks.RowError{Index: i, Reason: err.Error()})
+	})
 	pending := split(enc, idx, budget)
 
 	var opts []managedwriter.AppendOption
@@ -134,6 +141,20 @@ func encodeRows(rs *rowSchema, pk []string, rows []sinks.Row, refuse func(int, e
 		start = end
 	}
 	return enc, idx
+}
+
+// dropOversized refuses rows that could not fit in any AppendRows request.
+func dropOversized(enc [][]byte, idx []int, budget int, refuse func(int, error)) ([][]byte, []int) {
+	keep := 0
+	for i, r := range enc {
+		if len(r) > budget {
+			refuse(idx[i], fmt.Errorf("row of %d bytes exceeds the %d bytes an AppendRows request can carry", len(r), budget))
+			continue
+		}
+		enc[keep], idx[keep] = r, idx[i]
+		keep++
+	}
+	return enc[:keep], idx[:keep]
 }
 
 // split groups rows into requests of at most budget bytes of row data (each row

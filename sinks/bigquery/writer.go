@@ -31,7 +31,11 @@ type Writer struct {
 
 	mu     sync.Mutex
 	tables map[string]*tableState
+	closed bool
 }
+
+// ErrClosed is returned by a Writer used after Close.
+var ErrClosed = errors.New("bigquery writer is closed")
 
 var _ sinks.Sink = (*Writer)(nil)
 
@@ -90,8 +94,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Writer, error) 
 // Close closes every stream and both clients.
 func (w *Writer) Close() error {
 	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
 	tables := w.tables
-	w.tables = map[string]*tableState{}
+	w.tables, w.closed = map[string]*tableState{}, true
 	w.mu.Unlock()
 	var errs []error
 	for _, t := range tables {
@@ -106,14 +114,4 @@ func (w *Writer) Close() error {
 		errs = append(errs, fmt.Errorf("close bigquery client: %w", err))
 	}
 	return errors.Join(errs...)
-}
-
-func (w *Writer) state(table string) (*tableState, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	t, ok := w.tables[table]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s was never ensured by this writer", sinks.ErrUnknownTable, table)
-	}
-	return t, nil
 }

@@ -469,3 +469,25 @@ func TestConcurrentWrites(t *testing.T) {
 		}
 	}
 }
+
+func TestOversizedRowAndClose(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if err := f.w.EnsureTable(t.Context(), ordersTable()); err != nil {
+		t.Fatal(err)
+	}
+	huge := orderRow(2, strings.Repeat("x", 11_000_000), 10)
+	rowErrs, err := f.w.Write(t.Context(), "orders", []sinks.Row{orderRow(1, "placed", 10), huge})
+	if err != nil || len(rowErrs) != 1 || rowErrs[0].Index != 1 {
+		t.Fatalf("oversized row: %v %v, want one row error at index 1", rowErrs, err)
+	}
+	if err := f.w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.w.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := f.w.Write(t.Context(), "orders", []sinks.Row{orderRow(1, "placed", 10)}); !errors.Is(err, bigquery.ErrClosed) || sinks.IsTransient(err) {
+		t.Fatalf("write after Close: %v, want ErrClosed", err)
+	}
+}

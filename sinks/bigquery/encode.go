@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -152,8 +153,12 @@ func (rs *rowSchema) encode(buf []byte, r sinks.Row, pk []string) ([]byte, error
 		buf = protowire.AppendTag(buf, rs.changeType, protowire.BytesType)
 		buf = protowire.AppendString(buf, "UPSERT")
 	}
+	// r.Pos.ChangeSequence(), built without allocating.
+	var tmp [33]byte
+	seq := strconv.AppendUint(tmp[:0], r.Pos.LSN, 16)
+	seq = strconv.AppendUint(append(seq, '/'), r.Pos.Seq, 16)
 	buf = protowire.AppendTag(buf, rs.changeSeq, protowire.BytesType)
-	buf = protowire.AppendString(buf, r.Pos.ChangeSequence())
+	buf = protowire.AppendBytes(buf, seq)
 	return buf, nil
 }
 
@@ -233,7 +238,8 @@ func appendValue(buf []byte, c column, v any) ([]byte, error) {
 		if !ok || r == nil {
 			return wrong()
 		}
-		b, err := NumericBytes(r)
+		var tmp [17]byte
+		b, err := appendNumeric(tmp[:0], r)
 		if err != nil {
 			return nil, fmt.Errorf("column %q: %w", c.name, err)
 		}
@@ -279,6 +285,22 @@ func appendValue(buf []byte, c column, v any) ([]byte, error) {
 // maps NUMERIC columns to bytes). Values with more than 9 decimals or beyond
 // NUMERIC's 38 digits are refused rather than rounded.
 func NumericBytes(r *big.Rat) ([]byte, error) {
+	return appendNumeric(nil, r)
+}
+
+// appendNumeric appends NumericBytes(r) to buf; values that fit an int64 once
+// scaled (prices, amounts) take a path without big.Int arithmetic.
+func appendNumeric(buf []byte, r *big.Rat) ([]byte, error) {
+	if num, den := r.Num(), r.Denom(); num.IsInt64() && den.IsInt64() {
+		n, d := num.Int64(), den.Int64()
+		const scale = 1_000_000_000
+		if d > 0 && scale%d == 0 {
+			m := scale / d
+			if v := n * m; n == 0 || (v/m == n && (v < 0) == (n < 0)) {
+				return appendTwosComplementLE(buf, v), nil
+			}
+		}
+	}
 	scaled := new(big.Int).Mul(r.Num(), numericScale)
 	q, rem := new(big.Int).QuoRem(scaled, r.Denom(), new(big.Int))
 	if rem.Sign() != 0 {
@@ -296,9 +318,20 @@ func NumericBytes(r *big.Rat) ([]byte, error) {
 		t := new(big.Int).Add(new(big.Int).Lsh(big.NewInt(1), uint(8*n)), q)
 		t.FillBytes(be)
 	}
-	le := make([]byte, n)
 	for i := range be {
-		le[n-1-i] = be[i]
+		buf = append(buf, be[n-1-i])
 	}
-	return le, nil
+	return buf, nil
+}
+
+// appendTwosComplementLE appends v in the fewest little-endian bytes that keep its sign.
+func appendTwosComplementLE(buf []byte, v int64) []byte {
+	for {
+		b := byte(v)
+		v >>= 8 // arithmetic shift keeps the sign
+		if (v == 0 && b&0x80 == 0) || (v == -1 && b&0x80 != 0) {
+			return append(buf, b)
+		}
+		buf = append(buf, b)
+	}
 }

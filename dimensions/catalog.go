@@ -1,6 +1,9 @@
 package dimensions
 
-import "github.com/starstream/starstream/sinks"
+import (
+	"github.com/starstream/starstream/dimensions/quality"
+	"github.com/starstream/starstream/sinks"
+)
 
 // Customer is dim_customer: SCD2 on location, segment and tier; SCD1 on contact.
 var Customer = Spec{
@@ -8,8 +11,14 @@ var Customer = Spec{
 	NaturalKey: []Col{{"customer_id", sinks.Int64}},
 	Type2: []Col{{"city", sinks.String}, {"state", sinks.String}, {"country", sinks.String},
 		{"segment", sinks.String}, {"loyalty_tier", sinks.String}},
-	Type1:       []Col{{"email", sinks.String}, {"full_name", sinks.String}, {"phone", sinks.String}, {"created_at", sinks.Timestamp}},
-	Upstream:    []string{"dim_date"},
+	Type1:    []Col{{"email", sinks.String}, {"full_name", sinks.String}, {"phone", sinks.String}, {"created_at", sinks.Timestamp}},
+	Upstream: []string{"dim_date"},
+	Rules: []quality.Rule{
+		quality.NotNull("customers", "email", quality.Error),
+		quality.NotNull("customers", "country", quality.Error),
+		quality.AcceptedValues("customers", "loyalty_tier", quality.Error, "bronze", "silver", "gold", "platinum"),
+		quality.AcceptedValues("customers", "segment", quality.Warn, "consumer", "corporate", "home_office"),
+	},
 	Description: "Customers, one row per version of their address, segment and loyalty tier.",
 }
 
@@ -19,18 +28,27 @@ var Product = Spec{
 	NaturalKey: []Col{{"product_id", sinks.Int64}},
 	Type2: []Col{{"list_price", sinks.Numeric}, {"unit_cost", sinks.Numeric}, {"category", sinks.String},
 		{"subcategory", sinks.String}, {"brand", sinks.String}},
-	Type1:       []Col{{"sku", sinks.String}, {"name", sinks.String}, {"seller_id", sinks.Int64}, {"is_active", sinks.Bool}},
-	Upstream:    []string{"dim_date"},
+	Type1:    []Col{{"sku", sinks.String}, {"name", sinks.String}, {"seller_id", sinks.Int64}, {"is_active", sinks.Bool}},
+	Upstream: []string{"dim_date"},
+	Rules: []quality.Rule{
+		quality.Range("products", "list_price", quality.Error, 0, 1_000_000),
+		quality.Range("products", "unit_cost", quality.Error, 0, 1_000_000),
+		quality.NotNull("products", "category", quality.Warn),
+	},
 	Description: "Products, one row per version of their price, cost, category and brand.",
 }
 
 // Seller is dim_seller: SCD2 on location and status; SCD1 on name and rating.
 var Seller = Spec{
 	Name: "dim_seller", Source: "sellers", Key: "seller_key",
-	NaturalKey:  []Col{{"seller_id", sinks.Int64}},
-	Type2:       []Col{{"city", sinks.String}, {"state", sinks.String}, {"country", sinks.String}, {"status", sinks.String}},
-	Type1:       []Col{{"name", sinks.String}, {"rating", sinks.Numeric}},
-	Upstream:    []string{"dim_date"},
+	NaturalKey: []Col{{"seller_id", sinks.Int64}},
+	Type2:      []Col{{"city", sinks.String}, {"state", sinks.String}, {"country", sinks.String}, {"status", sinks.String}},
+	Type1:      []Col{{"name", sinks.String}, {"rating", sinks.Numeric}},
+	Upstream:   []string{"dim_date"},
+	Rules: []quality.Rule{
+		quality.AcceptedValues("sellers", "status", quality.Error, "active", "suspended", "closed"),
+		quality.Range("sellers", "rating", quality.Warn, 0, 5),
+	},
 	Description: "Sellers, one row per version of their location and status.",
 }
 

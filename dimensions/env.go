@@ -1,8 +1,11 @@
 package dimensions
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/starstream/starstream/sinks"
 	"github.com/starstream/starstream/stream"
@@ -19,6 +22,27 @@ type Env struct {
 	Codecs       *stream.Codecs
 	Logger       *slog.Logger
 	MaxBatch     int
+	Metrics      *Metrics // nil records nothing
+}
+
+// WriteRows writes rows to a warehouse table, recording latency and failures.
+func (e Env) WriteRows(ctx context.Context, table string, rows []sinks.Row) ([]sinks.RowError, error) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	start := time.Now()
+	rowErrs, err := e.Sink.Write(ctx, table, rows)
+	if e.Metrics != nil {
+		failed := len(rowErrs)
+		if err != nil {
+			failed = len(rows)
+		}
+		e.Metrics.Sink(ctx, table, time.Since(start), failed)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", table, err)
+	}
+	return rowErrs, nil
 }
 
 // Validate checks the environment.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 
+	"github.com/starstream/starstream/dimensions/quality"
 	"github.com/starstream/starstream/sinks"
 	"github.com/starstream/starstream/stream"
 )
@@ -50,8 +51,10 @@ func (p *Pipeline) stateSchema() stream.TableSchema {
 
 // Run ensures the warehouse table, then applies changes until ctx is done.
 func (p *Pipeline) Run(ctx context.Context) error {
-	if err := p.env.Sink.EnsureTable(ctx, p.spec.Table()); err != nil {
-		return fmt.Errorf("%s: ensure table: %w", p.spec.Name, err)
+	for _, t := range []sinks.Table{p.spec.Table(), quality.QuarantineTable()} {
+		if err := p.env.Sink.EnsureTable(ctx, t); err != nil {
+			return fmt.Errorf("%s: ensure table %s: %w", p.spec.Name, t.Name, err)
+		}
 	}
 	if _, err := p.env.Sink.Write(ctx, p.spec.Name, []sinks.Row{p.unknownMember()}); err != nil {
 		return fmt.Errorf("%s: write unknown member: %w", p.spec.Name, err)
@@ -101,9 +104,12 @@ func (p *Pipeline) Restore(ev stream.Event) error {
 }
 
 // Process applies a batch of source changes: warehouse rows for every touched
-// version, and one topic record per applied change.
-func (p *Pipeline) Process(ctx context.Context, b stream.Batch) (out, state []stream.Event, err error) {
+// version, and one topic record per applied change. Rows failing an error rule
+// are quarantined and leave the dimension as it was.
+func (p *Pipeline) Process(ctx context.Context, b stream.Batch) (stream.Result, error) {
+	var res stream.Result
 	var rows []sinks.Row
+	q := quality.NewQuarantine(p.spec.Name)
 	apply := func(c Change) {
 		a, ok := p.state.Apply(c)
 		if !ok {
@@ -111,17 +117,23 @@ func (p *Pipeline) Process(ctx context.Context, b stream.Batch) (out, state []st
 		}
 		rows = append(rows, p.state.Rows(a)...)
 		rec := p.spec.record("dim", a, c)
-		out = append(out, rec)
+		res.Out = append(res.Out, rec)
 		st := rec
 		st.Schema, st.Table = "state", p.spec.Name
-		state = append(state, st)
+		res.State = append(res.State, st)
 	}
 	for _, r := range b.Records {
 		ev := r.Event
 		c := Change{Row: ev.After, Unchanged: ev.Unchanged, Pos: ev.Pos, CommitTime: ev.CommitTime, Snapshot: ev.Op == stream.OpSnapshot}
 		switch ev.Op {
 		case stream.OpSnapshot, stream.OpInsert, stream.OpUpdate:
-			apply(c)
+			failures := quality.Evaluate(p.spec.Rules, ev.Table, ev.After, ev.Unchanged, ev.CommitTime)
+			for _, f := range failures {
+				q.Add(r, f)
+			}
+			if !quality.Blocking(failures) {
+				apply(c)
+			}
 		case stream.OpDelete:
 			c.Row, c.Deleted = ev.Key, true
 			apply(c)
@@ -131,15 +143,32 @@ func (p *Pipeline) Process(ctx context.Context, b stream.Batch) (out, state []st
 			}
 		}
 	}
-	if len(rows) > 0 {
-		rowErrs, err := p.env.Sink.Write(ctx, p.spec.Name, rows)
-		if err != nil {
-			return nil, nil, fmt.Errorf("write %s: %w", p.spec.Name, err)
-		}
-		for _, re := range rowErrs {
-			p.log.Error("warehouse refused a dimension row", "table", p.spec.Name, "error", re.Reason, "row", rows[re.Index].Values[p.spec.Key])
-		}
+	if err := p.write(ctx, rows, q); err != nil {
+		return stream.Result{}, err
 	}
-	p.applied.Add(int64(len(out)))
-	return out, state, nil
+	res.Dead = q.Dead
+	p.applied.Add(int64(len(res.Out)))
+	if p.env.Metrics != nil {
+		p.env.Metrics.Applied(ctx, p.spec.Name, len(b.Records))
+		p.env.Metrics.DQ(ctx, p.spec.Name, q.Counts)
+	}
+	return res, nil
+}
+
+// write makes the batch's dimension rows and quarantine rows durable.
+func (p *Pipeline) write(ctx context.Context, rows []sinks.Row, q *quality.Quarantine) error {
+	rowErrs, err := p.env.WriteRows(ctx, p.spec.Name, rows)
+	if err != nil {
+		return err
+	}
+	if len(rowErrs) > 0 {
+		// A dimension row the warehouse refuses is a schema mismatch, not bad data:
+		// loading the rest would leave versions inconsistent, so stop here.
+		re := rowErrs[0]
+		return fmt.Errorf("%s: warehouse refused row %v: %s", p.spec.Name, rows[re.Index].Values[p.spec.Key], re.Reason)
+	}
+	if _, err := p.env.WriteRows(ctx, quality.QuarantineTable().Name, q.Rows); err != nil {
+		return err
+	}
+	return nil
 }

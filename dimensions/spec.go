@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/starstream/starstream/dimensions/quality"
 	"github.com/starstream/starstream/sinks"
 )
 
@@ -26,6 +27,7 @@ type Spec struct {
 	Type2       []Col    // a change opens a new version (history kept)
 	Type1       []Col    // a change overwrites every version (no history)
 	Upstream    []string // pipelines this one waits for (gating)
+	Rules       []quality.Rule
 	Description string
 }
 

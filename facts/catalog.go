@@ -1,7 +1,10 @@
 package facts
 
 import (
+	"time"
+
 	"github.com/starstream/starstream/dimensions"
+	"github.com/starstream/starstream/dimensions/quality"
 	"github.com/starstream/starstream/sinks"
 )
 
@@ -39,6 +42,15 @@ var Sales = Spec{
 		col("ordered_at", sinks.Timestamp, true, "when the order was placed"),
 		col("source_lsn", sinks.Int64, true, "commit LSN of the item's creation: the position its keys are valid at"),
 		col("source_seq", sinks.Int64, true, "index of that change in its transaction"),
+		col("dq_warnings", sinks.String, true, "data-quality warnings of the row (comma-separated rules); details in dq_quarantine"),
+	},
+	Rules: []quality.Rule{
+		quality.NotNull("order_items", "quantity", quality.Error),
+		quality.Range("order_items", "quantity", quality.Error, 1, 10_000),
+		quality.Range("order_items", "unit_price", quality.Error, 0, 1_000_000),
+		quality.Range("order_items", "discount", quality.Warn, 0, 100_000),
+		quality.AcceptedValues("orders", "status", quality.Error, "placed", "paid", "shipped", "delivered", "cancelled", "returned"),
+		quality.Freshness("orders", "ordered_at", quality.Warn, 30*24*time.Hour, 5*time.Minute),
 	},
 	PartitionBy: "ordered_at",
 	ClusterBy:   []string{"customer_key", "product_key"},

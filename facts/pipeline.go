@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/starstream/starstream/dimensions"
+	"github.com/starstream/starstream/dimensions/quality"
 	"github.com/starstream/starstream/sinks"
 	"github.com/starstream/starstream/stream"
 )
@@ -20,8 +21,9 @@ type transform interface {
 	reset()
 	restore(ev stream.Event) error
 	// apply processes one input change and returns the fact rows it (re)writes
-	// and the state records that capture its new state.
-	apply(ev stream.Event) (rows []sinks.Row, state []stream.Event)
+	// and the state records that capture its new state; data-quality failures
+	// (rules and missing references) go to q.
+	apply(r stream.Record, q *quality.Quarantine) (rows []sinks.Row, state []stream.Event)
 	stateSchemas() []stream.TableSchema
 }
 
@@ -91,19 +93,20 @@ func (p *Pipeline) Unknown() map[string]int64 {
 }
 
 // lookup returns the surrogate key (and attributes) of the dimension version
-// valid at pos, or the unknown member.
-func (p *Pipeline) lookup(l Lookup, natural any, pos stream.Position) (int64, map[string]any) {
+// valid at pos, or the unknown member with a referential failure.
+func (p *Pipeline) lookup(l Lookup, natural any, pos stream.Position) (int64, map[string]any, *quality.Failure) {
 	if natural != nil {
 		if v, attrs, ok := p.lookups[l.Dimension.Name].Lookup(dimensions.NaturalKey(natural), pos); ok {
-			return v.Key, attrs
+			return v.Key, attrs, nil
 		}
 	}
 	p.mu.Lock()
 	p.unknown[l.Column]++
 	p.mu.Unlock()
-	p.log.Warn("no dimension version at position: unknown member", "lookup", l.Column, "natural_key", natural,
-		"position", pos.String(), "dimension_watermark", p.gateOf(l.Dimension.Name).String())
-	return dimensions.UnknownKey, nil
+	p.log.Debug("no dimension version at position: unknown member", "lookup", l.Column, "position", pos.String(),
+		"dimension_watermark", p.gateOf(l.Dimension.Name).String())
+	return dimensions.UnknownKey, nil, &quality.Failure{Rule: quality.Referential(l.Column), Severity: quality.Warn,
+		Reason: fmt.Sprintf("%s %v has no %s version at %s: unknown member", l.From, natural, l.Dimension.Name, pos)}
 }
 
 func (p *Pipeline) gateOf(dim string) stream.LSN {
@@ -117,8 +120,10 @@ func (p *Pipeline) gateOf(dim string) stream.LSN {
 
 // Run follows the upstream dimensions and applies changes until ctx is done.
 func (p *Pipeline) Run(ctx context.Context) error {
-	if err := p.env.Sink.EnsureTable(ctx, p.spec.Table()); err != nil {
-		return fmt.Errorf("%s: ensure table: %w", p.spec.Name, err)
+	for _, t := range []sinks.Table{p.spec.Table(), quality.QuarantineTable()} {
+		if err := p.env.Sink.EnsureTable(ctx, t); err != nil {
+			return fmt.Errorf("%s: ensure table %s: %w", p.spec.Name, t.Name, err)
+		}
 	}
 	admin := stream.NewAdmin(p.env.Brokers)
 	var inputs []string
@@ -174,36 +179,55 @@ func (p *Pipeline) Reset() { p.t.reset() }
 // Restore applies a state record.
 func (p *Pipeline) Restore(ev stream.Event) error { return p.t.restore(ev) }
 
-// Process turns a batch of changes into fact rows, writes them, and returns the
-// fact records and state records to publish.
-func (p *Pipeline) Process(ctx context.Context, b stream.Batch) (out, state []stream.Event, err error) {
+// Process turns a batch of changes into fact rows, writes them with the
+// batch's quarantined rows, and returns the fact records and state records.
+func (p *Pipeline) Process(ctx context.Context, b stream.Batch) (stream.Result, error) {
+	var res stream.Result
 	var rows []sinks.Row
+	q := quality.NewQuarantine(p.spec.Name)
 	for _, r := range b.Records {
-		rs, st := p.t.apply(r.Event)
+		rs, st := p.t.apply(r, q)
 		rows = append(rows, rs...)
-		state = append(state, st...)
+		res.State = append(res.State, st...)
 	}
-	if len(rows) == 0 {
-		return nil, state, nil
-	}
-	rowErrs, err := p.env.Sink.Write(ctx, p.spec.Name, rows)
+	rowErrs, err := p.env.WriteRows(ctx, p.spec.Name, rows)
 	if err != nil {
-		return nil, nil, fmt.Errorf("write %s: %w", p.spec.Name, err)
+		return stream.Result{}, err
 	}
+	refused := map[int]bool{}
 	for _, re := range rowErrs {
-		p.log.Error("warehouse refused a fact row", "table", p.spec.Name, "error", re.Reason)
+		refused[re.Index] = true
+		q.Add(stream.Record{Event: stream.Event{Table: p.spec.Name, Key: p.grainOf(rows[re.Index]), After: rows[re.Index].Values,
+			Pos: stream.Position{LSN: stream.LSN(rows[re.Index].Pos.LSN), Seq: rows[re.Index].Pos.Seq}}},
+			quality.Failure{Rule: "warehouse_refused", Severity: quality.Error, Reason: re.Reason})
 	}
-	for _, row := range rows {
-		key := map[string]any{}
-		for _, g := range p.spec.Grain {
-			key[g] = row.Values[g]
+	if _, err := p.env.WriteRows(ctx, quality.QuarantineTable().Name, q.Rows); err != nil {
+		return stream.Result{}, err
+	}
+	for i, row := range rows {
+		if refused[i] {
+			continue
 		}
+		key := p.grainOf(row)
 		ev := stream.Event{Schema: "fact", Table: p.spec.Short(), Op: stream.OpUpdate, Key: key, After: row.Values,
 			Pos: stream.Position{LSN: stream.LSN(row.Pos.LSN), Seq: row.Pos.Seq}}
 		if row.Op == sinks.Delete {
 			ev.Op, ev.After, ev.Before = stream.OpDelete, nil, key
 		}
-		out = append(out, ev)
+		res.Out = append(res.Out, ev)
 	}
-	return out, state, nil
+	res.Dead = q.Dead
+	if p.env.Metrics != nil {
+		p.env.Metrics.Applied(ctx, p.spec.Name, len(b.Records))
+		p.env.Metrics.DQ(ctx, p.spec.Name, q.Counts)
+	}
+	return res, nil
+}
+
+func (p *Pipeline) grainOf(row sinks.Row) map[string]any {
+	key := map[string]any{}
+	for _, g := range p.spec.Grain {
+		key[g] = row.Values[g]
+	}
+	return key
 }

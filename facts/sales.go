@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/starstream/starstream/dimensions"
+	"github.com/starstream/starstream/dimensions/quality"
 	"github.com/starstream/starstream/sinks"
 	"github.com/starstream/starstream/stream"
 )
@@ -14,6 +15,7 @@ import (
 // keys at the item's creation position, and follows order status changes.
 type sales struct {
 	p      *Pipeline
+	q      *quality.Quarantine // the batch being processed
 	orders map[int64]*order
 	lines  map[int64]*line
 	parked map[int64][]int64 // order id → items that arrived before their order
@@ -196,7 +198,18 @@ func (s *sales) dropLine(id int64) {
 	delete(s.lines, id)
 }
 
-func (s *sales) apply(ev stream.Event) ([]sinks.Row, []stream.Event) {
+func (s *sales) apply(r stream.Record, q *quality.Quarantine) ([]sinks.Row, []stream.Event) {
+	s.q = q
+	ev := r.Event
+	if ev.Op == stream.OpSnapshot || ev.Op == stream.OpInsert || ev.Op == stream.OpUpdate {
+		failures := quality.Evaluate(s.p.spec.Rules, ev.Table, ev.After, ev.Unchanged, ev.CommitTime)
+		for _, f := range failures {
+			q.Add(r, f)
+		}
+		if quality.Blocking(failures) {
+			return nil, nil // quarantined: the previous state stays
+		}
+	}
 	switch ev.Table {
 	case "orders":
 		return s.applyOrder(ev)
@@ -319,17 +332,24 @@ func (s *sales) compute(id int64, l *line, o *order) {
 		f["date_key"] = dimensions.DateKey(t)
 	}
 	var unitCost *big.Rat
+	var warnings []quality.Failure
 	for _, lk := range s.p.spec.Lookups {
 		natural := l.src[lk.From]
 		if lk.From == "customer_id" {
 			natural = o.customerID
 		}
-		key, attrs := s.p.lookup(lk, natural, l.created)
+		key, attrs, fail := s.p.lookup(lk, natural, l.created)
 		f[lk.Column] = key
+		if fail != nil {
+			warnings = append(warnings, *fail)
+			s.q.Add(stream.Record{Event: stream.Event{Table: "order_items", Key: map[string]any{"order_item_id": id},
+				After: l.src, Pos: l.created}}, *fail)
+		}
 		if lk.Column == "product_key" && attrs != nil {
 			unitCost, _ = attrs["unit_cost"].(*big.Rat)
 		}
 	}
+	f["dq_warnings"] = quality.Flags(warnings)
 	qty, _ := asInt(l.src["quantity"])
 	price, _ := l.src["unit_price"].(*big.Rat)
 	discount, _ := l.src["discount"].(*big.Rat)

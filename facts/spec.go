@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/starstream/starstream/dimensions"
+	"github.com/starstream/starstream/dimensions/quality"
 	"github.com/starstream/starstream/sinks"
 	"github.com/starstream/starstream/stream"
 )
@@ -31,6 +32,7 @@ type Spec struct {
 	PartitionBy string
 	ClusterBy   []string
 	Upstream    []string // pipelines it waits for: its lookups' dimensions, and more
+	Rules       []quality.Rule
 	Description string
 }
 

@@ -17,10 +17,24 @@ type Step interface {
 	Reset()
 	// Restore applies one state record that an earlier Process returned.
 	Restore(ev Event) error
-	// Process handles a batch: it makes the warehouse durable and returns the
-	// events to publish on its output topics and the state records to keep.
-	// Records with Err set are dead-lettered by the Processor and never reach Process.
-	Process(ctx context.Context, b Batch) (out, state []Event, err error)
+	// Process handles a batch: it makes the warehouse durable and returns what
+	// to publish. Records with Err set are dead-lettered by the Processor and
+	// never reach Process.
+	Process(ctx context.Context, b Batch) (Result, error)
+}
+
+// Result is what a Step produced from a batch.
+type Result struct {
+	Out   []Event      // records for the output topics
+	State []Event      // state records (restored on the next assignment)
+	Dead  []DeadLetter // input records refused (failed data-quality rules), with the reason
+}
+
+// DeadLetter is an input record sent to the dead-letter topic with its reason.
+type DeadLetter struct {
+	Record Record
+	Rule   string
+	Reason string
 }
 
 // ProcessorConfig configures a Processor.
@@ -58,6 +72,7 @@ type Processor struct {
 
 	mu        sync.Mutex
 	watermark LSN
+	markedAt  time.Time // when the watermark last advanced
 	lastError string
 	processed int64
 	deadLet   int64
@@ -107,6 +122,7 @@ func (p *Processor) Run(ctx context.Context) error {
 // Stats is a snapshot of a processor's progress.
 type Stats struct {
 	Watermark  LSN
+	MarkedAt   time.Time // when the watermark last advanced
 	Processed  int64
 	DeadLetter int64
 	LastError  string
@@ -116,7 +132,7 @@ type Stats struct {
 func (p *Processor) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{Watermark: p.watermark, Processed: p.processed, DeadLetter: p.deadLet, LastError: p.lastError}
+	return Stats{Watermark: p.watermark, MarkedAt: p.markedAt, Processed: p.processed, DeadLetter: p.deadLet, LastError: p.lastError}
 }
 
 // Assigned rebuilds the step's state up to the newest checkpoint at or before
@@ -191,33 +207,30 @@ func covered(ck, committed Offsets) bool {
 // Handle runs the step on a batch and publishes what it produced.
 func (p *Processor) Handle(ctx context.Context, b Batch) error {
 	good := b.Records[:0:0]
-	var dead []kafka.Message
+	var dead []DeadLetter
 	for _, r := range b.Records {
-		if r.Err == nil {
-			good = append(good, r)
+		if r.Err != nil {
+			dead = append(dead, DeadLetter{Record: r, Rule: "decode", Reason: r.Err.Error()})
+			p.log.Warn("poison record dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", r.Err)
 			continue
 		}
-		m := kafka.Message{Topic: p.cfg.DeadLetter, Key: r.Raw.Key, Value: r.Raw.Value,
-			Headers: append(append([]kafka.Header{}, r.Raw.Headers...),
-				kafka.Header{Key: "starstream.dlq.reason", Value: []byte(r.Err.Error())},
-				kafka.Header{Key: "starstream.dlq.source", Value: []byte(fmt.Sprintf("%s[%d]@%d", r.Topic, r.Partition, r.Offset))},
-				kafka.Header{Key: "starstream.dlq.time", Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))})}
-		dead = append(dead, m)
-		p.log.Warn("poison record dead-lettered", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "error", r.Err)
-	}
-	if len(dead) > 0 {
-		if err := p.w.WriteRaw(ctx, dead); err != nil {
-			return err
-		}
+		good = append(good, r)
 	}
 	b.Records = good
-	out, state, err := p.step.Process(ctx, b)
+	res, err := p.step.Process(ctx, b)
 	if err != nil {
 		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, err)
 	}
-	if err := p.w.Write(ctx, out); err != nil {
+	dead = append(dead, res.Dead...)
+	if len(dead) > 0 {
+		if err := p.w.WriteRaw(ctx, p.deadMessages(dead)); err != nil {
+			return err
+		}
+	}
+	if err := p.w.Write(ctx, res.Out); err != nil {
 		return err
 	}
+	state := res.State
 	if b.Final {
 		text, _ := json.Marshal(b.Commit)
 		state = append(state, Event{Schema: checkpointSchema.Schema, Table: checkpointSchema.Table, Op: OpUpdate,
@@ -236,9 +249,30 @@ func (p *Processor) Handle(ctx context.Context, b Batch) error {
 		}
 	}
 	p.mu.Lock()
-	p.watermark = max(p.watermark, b.Watermark)
+	if advance {
+		p.watermark = b.Watermark
+		p.markedAt = time.Now()
+	}
 	p.processed += int64(len(good))
 	p.deadLet += int64(len(dead))
+	p.lastError = ""
 	p.mu.Unlock()
 	return nil
+}
+
+// deadMessages renders dead letters as the original records plus headers that
+// say why, where from and when.
+func (p *Processor) deadMessages(dead []DeadLetter) []kafka.Message {
+	now := []byte(time.Now().UTC().Format(time.RFC3339Nano))
+	out := make([]kafka.Message, 0, len(dead))
+	for _, d := range dead {
+		r := d.Record
+		out = append(out, kafka.Message{Topic: p.cfg.DeadLetter, Key: r.Raw.Key, Value: r.Raw.Value,
+			Headers: append(append([]kafka.Header{}, r.Raw.Headers...),
+				kafka.Header{Key: "starstream.dlq.rule", Value: []byte(d.Rule)},
+				kafka.Header{Key: "starstream.dlq.reason", Value: []byte(d.Reason)},
+				kafka.Header{Key: "starstream.dlq.source", Value: []byte(fmt.Sprintf("%s[%d]@%d", r.Topic, r.Partition, r.Offset))},
+				kafka.Header{Key: "starstream.dlq.time", Value: now})})
+	}
+	return out
 }

@@ -45,9 +45,6 @@ type Config struct {
 // (https://cloud.google.com/bigquery/docs/datasets#dataset-naming).
 var datasetID = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 
-// ErrConfig marks an unusable configuration.
-var ErrConfig = errors.New("invalid bigquery sink configuration")
-
 // Validate checks the configuration without touching the network or the disk.
 func (c Config) Validate() error {
 	if c.Project == "" {

@@ -34,9 +34,6 @@ type Writer struct {
 	closed bool
 }
 
-// ErrClosed is returned by a Writer used after Close.
-var ErrClosed = errors.New("bigquery writer is closed")
-
 var _ sinks.Sink = (*Writer)(nil)
 
 // tableState is what the Writer knows of an ensured table. schema is replaced

@@ -58,6 +58,7 @@ type table struct {
 	cols   []column
 	byName map[string]int
 	key    []string
+	keyIdx []int // key columns' indexes in cols
 
 	stageDDL   string // CREATE OR REPLACE TEMP TABLE …
 	stageRef   string // quoted staging table name
@@ -260,13 +261,20 @@ func newTable(t sinks.Table, physical []physicalColumn) (*table, error) {
 		tb.byName[c.name] = len(tb.cols)
 		tb.cols = append(tb.cols, c)
 	}
+	for _, k := range t.PrimaryKey {
+		i, ok := tb.byName[k]
+		if !ok {
+			return nil, fmt.Errorf("%w: %s: key column %q missing from the table", sinks.ErrInvalidTable, t.Name, k)
+		}
+		tb.keyIdx = append(tb.keyIdx, i)
+	}
 	tb.buildSQL()
 	return tb, nil
 }
 
-// buildSQL prepares the staging DDL and the merge: the newest version of each key
-// in the batch (ties: the later row; the staging rowid follows append order) goes in, replacing the stored version only
-// if its position is newer. Equal positions change nothing, so replays are no-ops.
+// buildSQL prepares the staging DDL and the merge: each staged version (one per
+// key, see stageRows) goes in, replacing the stored version only if its position
+// is newer. Equal positions change nothing, so replays are no-ops.
 func (tb *table) buildSQL() {
 	tb.stageRef = quote(stagePrefix + tb.name)
 	var stageDefs, names, sets, keys []string
@@ -290,8 +298,6 @@ func (tb *table) buildSQL() {
 	cols := strings.Join(names, ", ")
 	tb.merge = "INSERT INTO " + quote(rowsTable(tb.name)) + " AS cur (" + cols + ")\n" +
 		"SELECT " + cols + " FROM " + tb.stageRef + "\n" +
-		"QUALIFY row_number() OVER (PARTITION BY " + strings.Join(keys, ", ") +
-		" ORDER BY " + colLSN + " DESC, " + colSeq + " DESC, rowid DESC) = 1\n" +
 		"ON CONFLICT (" + strings.Join(keys, ", ") + ") DO UPDATE SET " + strings.Join(sets, ", ") + "\n" +
 		"WHERE excluded." + colLSN + " > cur." + colLSN +
 		" OR (excluded." + colLSN + " = cur." + colLSN + " AND excluded." + colSeq + " > cur." + colSeq + ")"

@@ -19,9 +19,9 @@
 // order or retrying a batch that did commit changes nothing. A Delete keeps a
 // tombstone with its position, so a late older Upsert cannot resurrect the row,
 // while a newer Upsert revives it. A batch is applied set-based in one
-// transaction: rows are appended to a temporary staging table with the DuckDB
-// Appender, reduced to the newest version per key, and merged with a single
-// INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE newer. Write returns once the
+// transaction: rows are validated and reduced to the newest version per key in
+// Go, appended to a temporary staging table with the DuckDB Appender, and merged
+// with a single INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE newer. Write returns once the
 // transaction committed (durable in the WAL for a file).
 //
 // Writes and schema changes are serialised on one connection: DuckDB runs each

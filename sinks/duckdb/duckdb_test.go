@@ -370,3 +370,42 @@ func TestClassify(t *testing.T) {
 		t.Error("constraint violation classified transient")
 	}
 }
+
+func TestBatchKeepsNewestPerCompositeKey(t *testing.T) {
+	t.Parallel()
+	w := openMemory(t)
+	defer w.Close()
+	tbl := sinks.Table{
+		Name: "events",
+		Columns: []sinks.Column{
+			{Name: "source", Type: sinks.String},
+			{Name: "at", Type: sinks.Timestamp},
+			{Name: "n", Type: sinks.Int64},
+			{Name: "v", Type: sinks.String, Nullable: true},
+		},
+		PrimaryKey: []string{"source", "at", "n"},
+	}
+	mustEnsure(t, w, tbl)
+	at := time.Date(2025, 5, 1, 12, 0, 0, 123456000, time.UTC)
+	row := func(source string, when time.Time, n int64, v string, lsn, seq uint64) sinks.Row {
+		return sinks.Row{Values: map[string]any{"source": source, "at": when, "n": n, "v": v}, Pos: sinks.Position{LSN: lsn, Seq: seq}}
+	}
+	mustWrite(t, w, "events",
+		row("a", at, 1, "a1 old", 10, 0),
+		row("a", at.In(time.FixedZone("x", 7200)), 1, "a1 new", 11, 0), // same instant, other zone: same key
+		row("a", at, 1, "a1 older", 9, 5),
+		row("a", at, 2, "a2", 10, 0),
+		row("a\x001", at, 1, "separator in a string", 10, 0),
+		row("b", at, 1, "b1 first", 12, 3),
+		row("b", at, 1, "b1 tie, later row", 12, 3),
+		sinks.Row{Op: sinks.Delete, Values: map[string]any{"source": "a", "at": at, "n": int64(2)}, Pos: sinks.Position{LSN: 10, Seq: 1}},
+	)
+	_, rows, err := w.Query(t.Context(), `SELECT source, n, v FROM events ORDER BY source, n`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[[a 1 a1 new] [a\x001 1 separator in a string] [b 1 b1 tie, later row]]"
+	if got := fmt.Sprint(rows); got != want {
+		t.Errorf("rows = %q, want %q", got, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -152,12 +153,21 @@ func isNull(v any) bool {
 }
 
 // stageRows validates rows against the table and converts the accepted ones into
-// one flat slice of Appender values, tb.stageWidth() per row. Deletes keep only
-// their key: the rest of a tombstone is never read.
+// one flat slice of Appender values, tb.stageWidth() per row, keeping only the
+// newest version of each key (ties: the later row): the merge then needs no
+// window over the staging table, which cost it a third of its time. Deletes
+// keep only their key: the rest of a tombstone is never read.
 func (tb *table) stageRows(rows []sinks.Row) (vals []driver.Value, n int, rowErrs []sinks.RowError) {
-	vals = make([]driver.Value, 0, len(rows)*tb.stageWidth())
+	width := tb.stageWidth()
+	vals = make([]driver.Value, 0, len(rows)*width)
+	type version struct {
+		at  int // offset in vals
+		pos sinks.Position
+	}
+	newest := make(map[any]version, len(rows))
 	var lastLSN uint64
 	var boxedLSN driver.Value = uint64(0)
+	var keyBuf []byte
 	for i, r := range rows {
 		start := len(vals)
 		var reason string
@@ -172,9 +182,57 @@ func (tb *table) stageRows(rows []sinks.Row) (vals []driver.Value, n int, rowErr
 			lastLSN, boxedLSN = r.Pos.LSN, r.Pos.LSN
 		}
 		vals = append(vals, boxedLSN, r.Pos.Seq, r.Op == sinks.Delete)
+
+		var k any
+		k, keyBuf = tb.keyOf(vals[start:], keyBuf)
+		if old, dup := newest[k]; dup {
+			if !r.Pos.Less(old.pos) {
+				copy(vals[old.at:old.at+width], vals[start:])
+				newest[k] = version{old.at, r.Pos}
+			}
+			vals = vals[:start]
+			continue
+		}
+		newest[k] = version{start, r.Pos}
 		n++
 	}
 	return vals, n, rowErrs
+}
+
+// keyOf returns a comparable form of a staged row's key: the value itself for a
+// one-column key, an encoding of all parts otherwise (buf is reused scratch).
+func (tb *table) keyOf(row []driver.Value, buf []byte) (any, []byte) {
+	if len(tb.keyIdx) == 1 {
+		switch v := row[tb.keyIdx[0]].(type) {
+		case int64, string, bool, float64:
+			return v, buf
+		}
+	}
+	buf = buf[:0]
+	for _, i := range tb.keyIdx {
+		switch v := row[i].(type) {
+		case int64:
+			buf = strconv.AppendInt(append(buf, 'i'), v, 10)
+		case string:
+			buf = append(strconv.AppendInt(append(buf, 's'), int64(len(v)), 10), ':')
+			buf = append(buf, v...)
+		case []byte:
+			buf = append(strconv.AppendInt(append(buf, 'b'), int64(len(v)), 10), ':')
+			buf = append(buf, v...)
+		case bool:
+			buf = strconv.AppendBool(append(buf, 'B'), v)
+		case float64:
+			buf = strconv.AppendFloat(append(buf, 'f'), v, 'g', -1, 64)
+		case time.Time:
+			buf = strconv.AppendInt(append(buf, 't'), v.UnixMicro(), 10)
+		case *big.Int:
+			buf = v.Append(append(buf, 'n'), 10)
+		default:
+			buf = fmt.Appendf(append(buf, '?'), "%v", v)
+		}
+		buf = append(buf, 0)
+	}
+	return string(buf), buf
 }
 
 // appendRow appends the user column values of r, or returns why r is refused.

@@ -28,6 +28,14 @@
 // statement on all cores anyway, allows one writing process per file, and this
 // keeps concurrent pipelines from conflicting. Queries use other connections and
 // read the last committed state.
+//
+// # Cost
+//
+// DuckDB 1.5 plans ON CONFLICT as a hash join against a scan of the key and
+// position columns of the target, pruned by the batch's min/max key and a bloom
+// filter, not as index probes. Batches of clustered keys (new ids, recent rows)
+// touch little; batches scattered over a large table pay a scan of those columns
+// each, about 60 ms per batch on a 1M-row table. Larger batches amortise it.
 package duckdb
 
 import (

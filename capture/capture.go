@@ -222,8 +222,19 @@ func (c *Capture) session(ctx context.Context) (err error) {
 		}
 		c.log.Info("initial snapshot written", "lsn", start.String())
 	}
-	if err := c.registerAll(prod, db, p); err != nil {
+	topics, err := c.registerAll(prod, db, p)
+	if err != nil {
 		return finish(err)
+	}
+	if !snapshot && len(c.cfg.Brokers) > 0 {
+		rs, err := readResume(prod, c.cfg.Brokers, topics)
+		if err != nil {
+			return finish(fmt.Errorf("read where the previous run stopped: %w", err))
+		}
+		if err := p.send(prod, unit{resume: rs}); err != nil {
+			return finish(err)
+		}
+		c.log.Info("previous run's end read from kafka", "watermark", rs.marker.String(), "last_position", rs.horizon.String())
 	}
 	rd := &reader{c: c, conn: rconn, db: db, p: p, cat: &typeCatalog{db: db}, rels: map[uint32]*relation{}}
 	err = rd.run(prod, start)
@@ -235,11 +246,12 @@ func (c *Capture) session(ctx context.Context) (err error) {
 
 // registerAll registers every published table, so each topic gets watermark
 // markers from the start even if its table is idle.
-func (c *Capture) registerAll(ctx context.Context, db *pgx.Conn, p *pipeline) error {
+func (c *Capture) registerAll(ctx context.Context, db *pgx.Conn, p *pipeline) ([]string, error) {
 	tables, err := publicationTables(ctx, db, c.cfg.Publication)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var topics []string
 	cat := &typeCatalog{db: db}
 	for _, t := range tables {
 		if c.isStateTable(t[0], t[1]) {
@@ -247,17 +259,18 @@ func (c *Capture) registerAll(ctx context.Context, db *pgx.Conn, p *pipeline) er
 		}
 		meta, cols, err := loadTableMeta(ctx, db, t[0], t[1])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rel, err := buildRelation(ctx, cat, meta, meta.oid, t[0], t[1], c.cfg.TopicPrefix, cols, nil)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := p.send(ctx, unit{register: rel}); err != nil {
-			return err
+			return nil, err
 		}
+		topics = append(topics, rel.Topic)
 	}
-	return nil
+	return topics, nil
 }
 
 func (c *Capture) isStateTable(schema, table string) bool {

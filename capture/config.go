@@ -20,6 +20,11 @@ type Config struct {
 	Schemas     []string // used when Tables is empty (FOR TABLES IN SCHEMA)
 	TopicPrefix string   // default "cdc": topics are "<prefix>.<schema>.<table>"
 
+	// Brokers are the Kafka brokers the writer publishes to. When set, a
+	// restarted capture reads the end of its topics and does not publish again
+	// what the previous run already did (see resume.go); empty disables that.
+	Brokers []string
+
 	// StatusInterval is the longest time between two standby status updates
 	// (default and maximum 10s).
 	StatusInterval time.Duration

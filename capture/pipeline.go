@@ -28,10 +28,11 @@ type unit struct {
 	events []stream.Event
 	commit *txnEnd // the transaction ends with this unit
 
-	register *relation  // register a table version before later events use it
-	idle     stream.LSN // server WAL end seen with no transaction in flight
-	barrier  chan error // closed (or sent an error) once everything before is acknowledged
-	mark     stream.LSN // watermark to publish (with barrier)
+	register *relation    // register a table version before later events use it
+	resume   *resumeState // filter out what a previous run already published
+	idle     stream.LSN   // server WAL end seen with no transaction in flight
+	barrier  chan error   // closed (or sent an error) once everything before is acknowledged
+	mark     stream.LSN   // watermark to publish (with barrier)
 }
 
 type txnEnd struct {
@@ -51,11 +52,14 @@ type pipeline struct {
 	metrics   *metrics
 
 	acked      atomic.Uint64 // highest LSN that may be confirmed to PostgreSQL
-	ackedMoved chan struct{} // nudges the status sender after an idle advance
 	registered map[string]stream.TableSchema
+	codecs     map[string]*stream.TableCodec // table → codec of its registered version
+	topics     map[string]string             // table → topic
+	resume     *resumeState
 
 	wantMark, marked stream.LSN
 	lastMark         time.Time
+	skipped          int
 }
 
 func newPipeline(w Writer, cfg Config, start stream.LSN, log *slog.Logger, m *metrics) *pipeline {
@@ -67,8 +71,9 @@ func newPipeline(w Writer, cfg Config, start stream.LSN, log *slog.Logger, m *me
 		maxBatch:   max(cfg.ChunkEvents, cfg.MaxInFlight/2),
 		markEvery:  cfg.MarkInterval,
 		metrics:    m,
-		ackedMoved: make(chan struct{}, 1),
 		registered: map[string]stream.TableSchema{},
+		codecs:     map[string]*stream.TableCodec{},
+		topics:     map[string]string{},
 		marked:     start,
 		wantMark:   start,
 	}
@@ -97,14 +102,11 @@ func (p *pipeline) send(ctx context.Context, u unit) error {
 // Acked returns the highest LSN whose changes Kafka acknowledged.
 func (p *pipeline) Acked() stream.LSN { return stream.LSN(p.acked.Load()) }
 
-func (p *pipeline) ack(lsn stream.LSN) bool {
+func (p *pipeline) ack(lsn stream.LSN) {
 	for {
 		cur := p.acked.Load()
-		if uint64(lsn) <= cur {
-			return false
-		}
-		if p.acked.CompareAndSwap(cur, uint64(lsn)) {
-			return true
+		if uint64(lsn) <= cur || p.acked.CompareAndSwap(cur, uint64(lsn)) {
+			return
 		}
 	}
 }
@@ -120,12 +122,27 @@ func (p *pipeline) run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	flush := func() error {
+		if p.resume != nil && len(batch) > 0 {
+			n := len(batch)
+			var active bool
+			batch, active = p.resume.filter(batch, p.codec)
+			if d := n - len(batch); d > 0 {
+				p.log.Debug("skipped changes already in kafka", "count", d)
+				p.skipped += d
+			}
+			if !active {
+				p.log.Info("resumed past what the previous run published", "skipped", p.skipped)
+				p.resume = nil
+			}
+		}
 		if len(batch) > 0 {
 			start := time.Now()
 			if err := p.w.Write(ctx, batch); err != nil {
 				return fmt.Errorf("write to kafka: %w", err)
 			}
 			p.metrics.written(ctx, batch, time.Since(start))
+		}
+		if weight > 0 {
 			p.sem.Release(weight)
 		}
 		for _, c := range commits {
@@ -157,16 +174,18 @@ func (p *pipeline) run(ctx context.Context) error {
 				return err
 			}
 			return p.register(ctx, u.register)
+		case u.resume != nil:
+			if err := flush(); err != nil {
+				return err
+			}
+			p.resume = u.resume
+			p.wantMark = max(p.wantMark, u.resume.marker)
+			p.marked = max(p.marked, u.resume.marker)
 		case u.idle != 0:
 			if err := flush(); err != nil {
 				return err
 			}
-			if p.ack(u.idle) {
-				select {
-				case p.ackedMoved <- struct{}{}:
-				default:
-				}
-			}
+			p.ack(u.idle)
 			// A commit could start exactly at the WAL end: the marker stays below it.
 			p.wantMark = max(p.wantMark, u.idle-1)
 		case u.barrier != nil:
@@ -241,12 +260,19 @@ func (p *pipeline) register(ctx context.Context, rel *relation) error {
 	if prev, ok := p.registered[name]; ok && sameSchema(prev, rel.Schema) {
 		return nil
 	}
-	if _, err := p.w.Register(ctx, rel.Topic, rel.Schema); err != nil {
+	tc, err := p.w.Register(ctx, rel.Topic, rel.Schema)
+	if err != nil {
 		return fmt.Errorf("register %s: %w", name, err)
 	}
 	if _, ok := p.registered[name]; ok {
 		p.log.Info("table schema changed", "table", name, "topic", rel.Topic, "columns", len(rel.Schema.Columns))
 	}
 	p.registered[name] = rel.Schema
+	p.codecs[name] = tc
+	p.topics[name] = rel.Topic
 	return nil
+}
+
+func (p *pipeline) codec(table string) (*stream.TableCodec, string) {
+	return p.codecs[table], p.topics[table]
 }

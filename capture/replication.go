@@ -140,22 +140,35 @@ func (r *reader) nudge() {
 	}
 }
 
+// statusLoop confirms to the server: soon after Kafka acknowledged more (so
+// a restart re-reads little), at least every StatusInterval (so the server
+// knows we are alive), and at once when the server asks.
 func (r *reader) statusLoop(ctx context.Context) {
-	t := time.NewTicker(r.c.cfg.StatusInterval)
-	defer t.Stop()
+	every := time.NewTicker(r.c.cfg.StatusInterval)
+	defer every.Stop()
+	soon := time.NewTicker(confirmEvery)
+	defer soon.Stop()
+	var sent stream.LSN
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-every.C:
 		case <-r.kick:
-		case <-r.p.ackedMoved:
+		case <-soon.C:
+			if r.p.Acked() == sent {
+				continue
+			}
 		}
-		if err := r.sendStatus(r.p.Acked(), false); err != nil {
+		sent = r.p.Acked()
+		if err := r.sendStatus(sent, false); err != nil {
 			r.c.log.Debug("standby status update failed", "error", err)
 		}
 	}
 }
+
+// confirmEvery is how soon an acknowledged LSN is confirmed to the server.
+const confirmEvery = 100 * time.Millisecond
 
 // sendStatus confirms lsn (write, flush and apply): Kafka acknowledged
 // everything below it. The pipeline's acked LSN never moves backwards.

@@ -108,7 +108,7 @@ func deref(s *string) string {
 // checkSlot turns an unusable slot into a terminal error naming the recovery.
 func (c *Capture) checkSlot(st slotState, dbName string) error {
 	recovery := fmt.Sprintf("to start over with a new snapshot run `starstream capture reset --slot %s` "+
-		"(capture.Reset: drops the slot if it exists and deletes its row from %s), then restart capture",
+		"(capture.Reset: drops the slot if it exists and marks its snapshot undone in %s), then restart capture",
 		c.cfg.Slot, c.cfg.StateTable)
 	switch {
 	case !st.exists && st.recorded && st.snapshotDone:
@@ -166,9 +166,11 @@ func (c *Capture) ensurePublication(ctx context.Context, db *pgx.Conn) error {
 	return nil
 }
 
-// Reset drops the slot (if it exists) and forgets its state record, so the
-// next Run creates a new slot and takes a new snapshot. It is the recovery
-// for ErrSlotLost and ErrSlotInvalidated; the publication is kept.
+// Reset drops the slot (if it exists) and marks its initial snapshot as not
+// done, so the next Run creates a new slot and takes a new snapshot, preceded
+// by a truncate event per table that clears rows deleted while no slot
+// tracked them. It is the recovery for ErrSlotLost and ErrSlotInvalidated;
+// the publication is kept.
 func Reset(ctx context.Context, cfg Config) error {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -187,8 +189,9 @@ func Reset(ctx context.Context, cfg Config) error {
 	if err := c.ensureStateTable(ctx, db); err != nil {
 		return err
 	}
-	if _, err := db.Exec(ctx, `DELETE FROM `+c.stateIdent()+` WHERE slot_name = $1`, cfg.Slot); err != nil {
-		return fmt.Errorf("forget state of slot %s: %w", cfg.Slot, err)
+	if _, err := db.Exec(ctx, `UPDATE `+c.stateIdent()+` SET snapshot_done = false, snapshot_done_at = NULL
+		WHERE slot_name = $1`, cfg.Slot); err != nil {
+		return fmt.Errorf("reset state of slot %s: %w", cfg.Slot, err)
 	}
 	return nil
 }

@@ -19,6 +19,11 @@ import (
 type pglogreplSlot struct {
 	consistentPoint stream.LSN
 	snapshotName    string
+	// truncateFirst: a snapshot of this slot name was published before (it was
+	// interrupted, or the slot was reset). Its rows may include rows deleted
+	// since, which the new snapshot cannot delete; a truncate event ahead of
+	// each table's new snapshot clears them downstream.
+	truncateFirst bool
 }
 
 // createSlot creates the slot with an exported snapshot. A slot left by an
@@ -45,7 +50,7 @@ func (c *Capture) createSlot(ctx context.Context, db *pgx.Conn, rconn *pgconn.Pg
 		return pglogreplSlot{}, fmt.Errorf("create slot %s: consistent point: %w", c.cfg.Slot, err)
 	}
 	c.log.Info("created replication slot", "lsn", cp.String(), "snapshot", res.SnapshotName)
-	return pglogreplSlot{consistentPoint: cp, snapshotName: res.SnapshotName}, nil
+	return pglogreplSlot{consistentPoint: cp, snapshotName: res.SnapshotName, truncateFirst: st.recorded}, nil
 }
 
 func (c *Capture) recordState(ctx context.Context, db *pgx.Conn, lsn stream.LSN, done bool) error {
@@ -97,7 +102,7 @@ func (c *Capture) snapshot(ctx context.Context, slot pglogreplSlot, p *pipeline)
 			continue
 		}
 		started, before := time.Now(), seq
-		if err := c.snapshotTable(ctx, tx, cat, t[0], t[1], slot.consistentPoint, at.UTC(), &seq, p); err != nil {
+		if err := c.snapshotTable(ctx, tx, cat, t[0], t[1], slot, at.UTC(), &seq, p); err != nil {
 			return fmt.Errorf("snapshot %s.%s: %w", t[0], t[1], err)
 		}
 		n := seq - before
@@ -108,7 +113,8 @@ func (c *Capture) snapshot(ctx context.Context, slot pglogreplSlot, p *pipeline)
 }
 
 func (c *Capture) snapshotTable(ctx context.Context, tx pgx.Tx, cat pgdecode.Catalog, schema, table string,
-	lsn stream.LSN, at time.Time, seq *uint64, p *pipeline) error {
+	slot pglogreplSlot, at time.Time, seq *uint64, p *pipeline) error {
+	lsn := slot.consistentPoint
 	meta, cols, err := loadTableMeta(ctx, tx, schema, table)
 	if err != nil {
 		return err
@@ -119,6 +125,13 @@ func (c *Capture) snapshotTable(ctx context.Context, tx pgx.Tx, cat pgdecode.Cat
 	}
 	if err := p.send(ctx, unit{register: rel}); err != nil {
 		return err
+	}
+	if slot.truncateFirst {
+		ev := stream.Event{Schema: schema, Table: table, Op: stream.OpTruncate, Pos: stream.Position{LSN: lsn, Seq: *seq}, CommitTime: at}
+		*seq++
+		if err := p.send(ctx, unit{events: []stream.Event{ev}}); err != nil {
+			return err
+		}
 	}
 	names := make([]string, len(cols))
 	for i, col := range cols {

@@ -2,9 +2,9 @@ package capture_test
 
 import (
 	"bytes"
-	"strings"
 	"math/big"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,7 +125,7 @@ func TestTypes(t *testing.T) {
 	for _, tc := range typeCases {
 		tbl := pgx.Identifier{schema, tc.name}.Sanitize()
 		for i, v := range tc.values {
-			exec(t, db, sprintf("INSERT INTO %s VALUES (%d, %s, 1)", tbl, 100+i, v)) // insert
+			exec(t, db, sprintf("INSERT INTO %s VALUES (%d, %s, 1)", tbl, 100+i, v))        // insert
 			exec(t, db, sprintf("UPDATE %s SET v = %s, step = 2 WHERE id = %d", tbl, v, i)) // update
 		}
 	}

@@ -126,6 +126,7 @@ func Config(t testing.TB, schema string) capture.Config {
 		Publication:    Unique(t, "p"),
 		Schemas:        []string{schema},
 		TopicPrefix:    "cdc",
+		Brokers:        Brokers(),
 		StatusInterval: time.Second,
 		MarkInterval:   100 * time.Millisecond,
 		RetryMin:       100 * time.Millisecond,

@@ -51,6 +51,13 @@ func New(cfg Config, w Writer, logger *slog.Logger) (*Capture, error) {
 // Retryable errors (connection loss, Kafka unavailable) restart the session
 // from the slot's confirmed position after a capped exponential backoff.
 func (c *Capture) Run(ctx context.Context) error {
+	watch, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		c.watchSlot(watch)
+	}()
+	defer func() { stopWatch(); <-watched }()
 	backoff := c.cfg.RetryMin
 	for {
 		start := time.Now()

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -27,6 +28,34 @@ type metrics struct {
 	events   metric.Int64Counter
 	writeDur metric.Float64Histogram
 	snapRows metric.Int64Counter
+
+	mu   sync.Mutex
+	slot slotHealth // latest sample, reported by observable gauges
+}
+
+// slotHealth is one reading of the slot's row in pg_replication_slots.
+type slotHealth struct {
+	valid      bool
+	lagBytes   int64
+	lagSeconds float64
+	walStatus  string
+	safeWAL    int64 // -1 when unlimited (max_slot_wal_keep_size = -1)
+	confirmed  stream.LSN
+}
+
+// walStatusCode orders wal_status by danger, for alerting on a gauge.
+func walStatusCode(s string) int64 {
+	switch s {
+	case "reserved":
+		return 0
+	case "extended":
+		return 1
+	case "unreserved":
+		return 2
+	case "lost":
+		return 3
+	}
+	return -1
 }
 
 func newMetrics(m metric.Meter) (*metrics, error) {
@@ -36,7 +65,7 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 	var out metrics
 	var err error
 	if out.events, err = m.Int64Counter(MetricEventsCaptured,
-		metric.WithDescription("Change events written to Kafka, by table and operation.")); err != nil {
+		metric.WithDescription("Change events written to Kafka, by table.")); err != nil {
 		return nil, err
 	}
 	if out.writeDur, err = m.Float64Histogram(MetricWriteSeconds, metric.WithUnit("s"),
@@ -47,6 +76,48 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		metric.WithDescription("Rows read by the initial snapshot, by table.")); err != nil {
 		return nil, err
 	}
+	lagB, err := m.Int64ObservableGauge(MetricSlotLagBytes, metric.WithUnit("By"),
+		metric.WithDescription("WAL bytes between the server's current position and the slot's confirmed_flush_lsn."))
+	if err != nil {
+		return nil, err
+	}
+	lagS, err := m.Float64ObservableGauge(MetricSlotLagSeconds, metric.WithUnit("s"),
+		metric.WithDescription("How long ago the server wrote the WAL position the slot has confirmed (0 when caught up)."))
+	if err != nil {
+		return nil, err
+	}
+	safe, err := m.Int64ObservableGauge(MetricSlotSafeWALBytes, metric.WithUnit("By"),
+		metric.WithDescription("WAL that can still be written before the slot is invalidated (safe_wal_size); -1 when unlimited."))
+	if err != nil {
+		return nil, err
+	}
+	status, err := m.Int64ObservableGauge(MetricSlotWALStatus,
+		metric.WithDescription("wal_status of the slot: 0 reserved, 1 extended, 2 unreserved, 3 lost."))
+	if err != nil {
+		return nil, err
+	}
+	confirmed, err := m.Int64ObservableGauge(MetricConfirmedLSN,
+		metric.WithDescription("The slot's confirmed_flush_lsn, as a number."))
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		out.mu.Lock()
+		h := out.slot
+		out.mu.Unlock()
+		if !h.valid {
+			return nil
+		}
+		o.ObserveInt64(lagB, h.lagBytes)
+		o.ObserveFloat64(lagS, h.lagSeconds)
+		o.ObserveInt64(safe, h.safeWAL)
+		o.ObserveInt64(status, walStatusCode(h.walStatus))
+		o.ObserveInt64(confirmed, int64(h.confirmed))
+		return nil
+	}, lagB, lagS, safe, status, confirmed)
+	if err != nil {
+		return nil, err
+	}
 	return &out, nil
 }
 
@@ -55,16 +126,12 @@ func (m *metrics) written(ctx context.Context, batch []stream.Event, d time.Dura
 		return
 	}
 	m.writeDur.Record(ctx, d.Seconds())
-	type k struct {
-		table string
-		op    stream.Op
-	}
-	counts := map[k]int64{}
+	counts := map[string]int64{}
 	for i := range batch {
-		counts[k{batch[i].Schema + "." + batch[i].Table, batch[i].Op}]++
+		counts[batch[i].Schema+"."+batch[i].Table]++
 	}
-	for key, n := range counts {
-		m.events.Add(ctx, n, metric.WithAttributes(attribute.String("table", key.table), attribute.String("op", string(key.op))))
+	for table, n := range counts {
+		m.events.Add(ctx, n, metric.WithAttributes(attribute.String("table", table)))
 	}
 }
 

@@ -52,5 +52,22 @@ var Seller = Spec{
 	Description: "Sellers, one row per version of their location and status.",
 }
 
+// Campaign is dim_campaign: SCD1 throughout, with the key of the product it
+// targets (the product version valid when the campaign last changed).
+var Campaign = Spec{
+	Name: "dim_campaign", Source: "campaigns", Key: "campaign_key",
+	NaturalKey: []Col{{"campaign_id", sinks.Int64}},
+	Type1: []Col{{"name", sinks.String}, {"channel", sinks.String}, {"start_date", sinks.Date}, {"end_date", sinks.Date},
+		{"budget", sinks.Numeric}, {"status", sinks.String}, {"target_product_id", sinks.Int64}, {"target_product_key", sinks.Int64}},
+	Upstream: []string{"dim_date", "dim_product"},
+	Refs:     []Ref{{Dimension: Product, Column: "target_product_key", From: "target_product_id"}},
+	Rules: []quality.Rule{
+		quality.AcceptedValues("campaigns", "channel", quality.Error, "email", "search", "social", "display", "affiliate"),
+		quality.AcceptedValues("campaigns", "status", quality.Warn, "draft", "active", "paused", "ended"),
+		quality.Range("campaigns", "budget", quality.Error, 0, 100_000_000),
+	},
+	Description: "Marketing campaigns (SCD1), with the product they target.",
+}
+
 // All lists the dimensions fed from the source, in dependency order.
-func All() []Spec { return []Spec{Customer, Product, Seller} }
+func All() []Spec { return []Spec{Customer, Product, Seller, Campaign} }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/starstream/starstream/dimensions/quality"
 	"github.com/starstream/starstream/sinks"
 	"github.com/starstream/starstream/stream"
@@ -16,6 +18,7 @@ type Pipeline struct {
 	spec    Spec
 	env     Env
 	state   *State
+	lookups *Lookups
 	log     *slog.Logger
 	proc    atomic.Pointer[stream.Processor]
 	applied atomic.Int64
@@ -29,7 +32,8 @@ func NewPipeline(spec Spec, env Env) (*Pipeline, error) {
 	if err := env.Validate(); err != nil {
 		return nil, err
 	}
-	return &Pipeline{spec: spec, env: env, state: NewState(spec), log: env.Logger.With("pipeline", spec.Name)}, nil
+	return &Pipeline{spec: spec, env: env, state: NewState(spec), lookups: NewLookups(env, spec.Refs),
+		log: env.Logger.With("pipeline", spec.Name)}, nil
 }
 
 // Name returns the pipeline's name.
@@ -71,10 +75,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if _, err := w.RegisterWith(ctx, p.env.OutputTopic("dim", p.spec.Short()), p.spec.RecordSchema("dim"), p.env.KeptTopics()); err != nil {
 		return err
 	}
+	if err := p.lookups.Ensure(ctx); err != nil {
+		return err
+	}
 	proc, err := stream.NewProcessor(ctx, stream.ProcessorConfig{
 		Name: p.spec.Name,
 		Consumer: stream.ConsumerConfig{Brokers: p.env.Brokers, Group: p.env.Group(p.spec.Name), Topics: []string{input},
-			MaxBatch: p.env.MaxBatch, Gates: []stream.Gate{stream.Static(stream.MaxLSN)}}, // dim_date never changes
+			// dim_date never changes; referenced dimensions gate this one.
+			MaxBatch: p.env.MaxBatch, Gates: append([]stream.Gate{stream.Static(stream.MaxLSN)}, p.lookups.Gates()...)},
 		StateTopic:   p.env.StateTopic(p.spec.Name),
 		StateSchemas: []stream.TableSchema{p.stateSchema()},
 		DeadLetter:   p.env.DeadLetterTopic(p.spec.Name),
@@ -83,7 +91,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 	p.proc.Store(proc)
-	return proc.Run(ctx)
+	g, ctx := errgroup.WithContext(ctx)
+	p.lookups.Go(ctx, g)
+	g.Go(func() error { return proc.Run(ctx) })
+	return g.Wait()
 }
 
 func (p *Pipeline) unknownMember() sinks.Row {
@@ -128,6 +139,11 @@ func (p *Pipeline) Process(ctx context.Context, b stream.Batch) (stream.Result, 
 		switch ev.Op {
 		case stream.OpSnapshot, stream.OpInsert, stream.OpUpdate:
 			failures := quality.Evaluate(p.spec.Rules, ev.Table, ev.After, ev.Unchanged, ev.CommitTime)
+			if len(p.spec.Refs) > 0 {
+				var refFailures []quality.Failure
+				c.Row, refFailures = p.resolve(ev)
+				failures = append(failures, refFailures...)
+			}
 			for _, f := range failures {
 				q.Add(r, f)
 			}
@@ -153,6 +169,30 @@ func (p *Pipeline) Process(ctx context.Context, b stream.Batch) (stream.Result, 
 		p.env.Metrics.DQ(ctx, p.spec.Name, q.Counts)
 	}
 	return res, nil
+}
+
+// resolve fills the reference columns of a source row with the referenced
+// versions valid at the change's position (the unknown member when missing).
+func (p *Pipeline) resolve(ev stream.Event) (map[string]any, []quality.Failure) {
+	row := make(map[string]any, len(ev.After)+len(p.spec.Refs))
+	for k, v := range ev.After {
+		row[k] = v
+	}
+	var failures []quality.Failure
+	for _, ref := range p.spec.Refs {
+		natural := ev.After[ref.From]
+		if natural == nil {
+			row[ref.Column] = nil
+			continue
+		}
+		key, _, ok := p.lookups.Key(ref, natural, ev.Pos)
+		row[ref.Column] = key
+		if !ok {
+			failures = append(failures, quality.Failure{Rule: quality.Referential(ref.Column), Severity: quality.Warn,
+				Reason: fmt.Sprintf("%s %v has no %s version at %s: unknown member", ref.From, natural, ref.Dimension.Name, ev.Pos)})
+		}
+	}
+	return row, failures
 }
 
 // write makes the batch's dimension rows and quarantine rows durable.

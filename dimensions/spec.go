@@ -27,6 +27,7 @@ type Spec struct {
 	Type2       []Col    // a change opens a new version (history kept)
 	Type1       []Col    // a change overwrites every version (no history)
 	Upstream    []string // pipelines this one waits for (gating)
+	Refs        []Ref    // columns holding another dimension's surrogate key (declared in Type1 or Type2)
 	Rules       []quality.Rule
 	Description string
 }
@@ -49,7 +50,24 @@ func (s Spec) Validate() error {
 		}
 		seen[c.Name] = true
 	}
+	for _, r := range s.Refs {
+		if !seen[r.Column] || r.From == "" {
+			return fmt.Errorf("dimension %s: reference column %q must be declared and name its source column", s.Name, r.Column)
+		}
+		if !contains(s.Upstream, r.Dimension.Name) {
+			return fmt.Errorf("dimension %s: references %s, which must be upstream", s.Name, r.Dimension.Name)
+		}
+	}
 	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 var reserved = map[string]bool{"valid_from": true, "valid_to": true, "is_current": true, "source_lsn": true, "source_seq": true, "deleted": true}

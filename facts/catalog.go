@@ -22,6 +22,7 @@ var Sales = Spec{
 		{Dimension: dimensions.Customer, Column: "customer_key", From: "customer_id"},
 		{Dimension: dimensions.Product, Column: "product_key", From: "product_id"},
 		{Dimension: dimensions.Seller, Column: "seller_key", From: "seller_id"},
+		{Dimension: dimensions.Campaign, Column: "campaign_key", From: "campaign_id"},
 	},
 	Measures: []string{"quantity", "gross_amount", "discount", "net_amount", "cost_amount", "margin"},
 	Columns: []sinks.Column{
@@ -31,6 +32,10 @@ var Sales = Spec{
 		col("customer_key", sinks.Int64, true, "dim_customer version valid when the item was sold; -1 unknown"),
 		col("product_key", sinks.Int64, true, "dim_product version valid when the item was sold; -1 unknown"),
 		col("seller_key", sinks.Int64, true, "dim_seller version valid when the item was sold; -1 unknown"),
+		col("campaign_key", sinks.Int64, true, "dim_campaign of the order; NULL without campaign, -1 unknown"),
+		col("customer_id", sinks.Int64, true, "natural key of the customer (for downstream facts)"),
+		col("product_id", sinks.Int64, true, "natural key of the product"),
+		col("campaign_id", sinks.Int64, true, "natural key of the campaign, NULL without campaign"),
 		col("quantity", sinks.Int64, true, "units sold"),
 		col("unit_price", sinks.Numeric, true, "price per unit charged"),
 		col("discount", sinks.Numeric, true, "discount on the line"),
@@ -54,7 +59,7 @@ var Sales = Spec{
 	},
 	PartitionBy: "ordered_at",
 	ClusterBy:   []string{"customer_key", "product_key"},
-	Upstream:    []string{"dim_date", "dim_customer", "dim_product", "dim_seller"},
+	Upstream:    []string{"dim_date", "dim_customer", "dim_product", "dim_seller", "dim_campaign"},
 	Description: "Sales at order-item grain with point-in-time dimension keys.",
 }
 

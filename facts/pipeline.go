@@ -34,8 +34,7 @@ type Pipeline struct {
 	spec    Spec
 	env     dimensions.Env
 	log     *slog.Logger
-	lookups map[string]*dimensions.State
-	follows []*stream.Follower
+	lookups *dimensions.Lookups
 	t       transform
 	proc    atomic.Pointer[stream.Processor]
 
@@ -52,15 +51,7 @@ func NewPipeline(spec Spec, env dimensions.Env) (*Pipeline, error) {
 		return nil, err
 	}
 	p := &Pipeline{spec: spec, env: env, log: env.Logger.With("pipeline", spec.Name),
-		lookups: map[string]*dimensions.State{}, unknown: map[string]int64{}}
-	for _, l := range spec.Lookups {
-		if _, ok := p.lookups[l.Dimension.Name]; ok {
-			continue
-		}
-		f, st := env.Follow(l.Dimension)
-		p.lookups[l.Dimension.Name] = st
-		p.follows = append(p.follows, f)
-	}
+		lookups: dimensions.NewLookups(env, spec.Lookups), unknown: map[string]int64{}}
 	switch spec.Name {
 	case Sales.Name:
 		p.t = newSales(p)
@@ -95,27 +86,16 @@ func (p *Pipeline) Unknown() map[string]int64 {
 // lookup returns the surrogate key (and attributes) of the dimension version
 // valid at pos, or the unknown member with a referential failure.
 func (p *Pipeline) lookup(l Lookup, natural any, pos stream.Position) (int64, map[string]any, *quality.Failure) {
-	if natural != nil {
-		if v, attrs, ok := p.lookups[l.Dimension.Name].Lookup(dimensions.NaturalKey(natural), pos); ok {
-			return v.Key, attrs, nil
-		}
+	if key, attrs, ok := p.lookups.Key(l, natural, pos); ok {
+		return key, attrs, nil
 	}
 	p.mu.Lock()
 	p.unknown[l.Column]++
 	p.mu.Unlock()
 	p.log.Debug("no dimension version at position: unknown member", "lookup", l.Column, "position", pos.String(),
-		"dimension_watermark", p.gateOf(l.Dimension.Name).String())
+		"dimension_watermark", p.lookups.Watermark(l.Dimension.Name).String())
 	return dimensions.UnknownKey, nil, &quality.Failure{Rule: quality.Referential(l.Column), Severity: quality.Warn,
 		Reason: fmt.Sprintf("%s %v has no %s version at %s: unknown member", l.From, natural, l.Dimension.Name, pos)}
-}
-
-func (p *Pipeline) gateOf(dim string) stream.LSN {
-	for i, l := range p.spec.Lookups {
-		if l.Dimension.Name == dim && i < len(p.follows) {
-			return p.follows[i].Watermark()
-		}
-	}
-	return 0
 }
 
 // Run follows the upstream dimensions and applies changes until ctx is done.
@@ -134,16 +114,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		inputs = append(inputs, topic)
 	}
-	var gates []stream.Gate
-	for _, l := range p.spec.Lookups {
-		// The dimension pipeline may not have started yet: make its topic exist so
-		// the follower can wait on it.
-		if _, err := admin.EnsureTopic(ctx, p.env.OutputTopic("dim", l.Dimension.Short()), p.env.KeptTopics()); err != nil {
-			return err
-		}
-	}
-	for _, f := range p.follows {
-		gates = append(gates, f)
+	if err := p.lookups.Ensure(ctx); err != nil {
+		return err
 	}
 	w, err := p.env.Writer()
 	if err != nil {
@@ -156,7 +128,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	proc, err := stream.NewProcessor(ctx, stream.ProcessorConfig{
 		Name: p.spec.Name,
 		Consumer: stream.ConsumerConfig{Brokers: p.env.Brokers, Group: p.env.Group(p.spec.Name), Topics: inputs,
-			MaxBatch: p.env.MaxBatch, Gates: gates},
+			MaxBatch: p.env.MaxBatch, Gates: p.lookups.Gates()},
 		StateTopic:   p.env.StateTopic(p.spec.Name),
 		StateSchemas: p.t.stateSchemas(),
 		DeadLetter:   p.env.DeadLetterTopic(p.spec.Name),
@@ -166,9 +138,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	p.proc.Store(proc)
 	g, ctx := errgroup.WithContext(ctx)
-	for _, f := range p.follows {
-		g.Go(func() error { return f.Run(ctx) })
-	}
+	p.lookups.Go(ctx, g)
 	g.Go(func() error { return proc.Run(ctx) })
 	return g.Wait()
 }

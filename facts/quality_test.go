@@ -36,9 +36,9 @@ func salesOnMemory(t *testing.T) (*Pipeline, *duckdb.Writer) {
 	// The dimensions as their followers would have rebuilt them: customer 1,
 	// product 1 and seller 1 exist from LSN 10; customer 2 does not exist.
 	at := stream.Position{LSN: 10}
-	p.lookups["dim_customer"].Apply(dimensions.Change{Row: map[string]any{"customer_id": int64(1), "city": "Lyon"}, Pos: at})
-	p.lookups["dim_product"].Apply(dimensions.Change{Row: map[string]any{"product_id": int64(1), "unit_cost": big.NewRat(4, 1)}, Pos: at})
-	p.lookups["dim_seller"].Apply(dimensions.Change{Row: map[string]any{"seller_id": int64(1)}, Pos: at})
+	p.lookups.State("dim_customer").Apply(dimensions.Change{Row: map[string]any{"customer_id": int64(1), "city": "Lyon"}, Pos: at})
+	p.lookups.State("dim_product").Apply(dimensions.Change{Row: map[string]any{"product_id": int64(1), "unit_cost": big.NewRat(4, 1)}, Pos: at})
+	p.lookups.State("dim_seller").Apply(dimensions.Change{Row: map[string]any{"seller_id": int64(1)}, Pos: at})
 	return p, sink
 }
 

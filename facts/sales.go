@@ -23,6 +23,7 @@ type sales struct {
 
 type order struct {
 	customerID any
+	campaignID any
 	status     any
 	orderedAt  any
 	pos        stream.Position
@@ -50,6 +51,7 @@ var (
 	orderState = stream.TableSchema{Schema: "state", Table: "fact_sales_order", Columns: []stream.Column{
 		{Name: "order_id", Type: stream.Type{Kind: stream.KindInt}, Key: true},
 		{Name: "customer_id", Type: stream.Type{Kind: stream.KindInt}, Nullable: true},
+		{Name: "campaign_id", Type: stream.Type{Kind: stream.KindInt}, Nullable: true},
 		{Name: "status", Type: stream.Type{Kind: stream.KindString}, Nullable: true},
 		{Name: "ordered_at", Type: stream.Type{Kind: stream.KindTimestamp}, Nullable: true},
 		{Name: "deleted", Type: stream.Type{Kind: stream.KindBool}},
@@ -91,9 +93,9 @@ func asInt(v any) (int64, bool) {
 }
 
 func (s *sales) orderRecord(id int64, o *order, deleted bool) stream.Event {
-	after := map[string]any{"order_id": id, "customer_id": nil, "status": nil, "ordered_at": nil, "deleted": deleted}
+	after := map[string]any{"order_id": id, "customer_id": nil, "campaign_id": nil, "status": nil, "ordered_at": nil, "deleted": deleted}
 	if o != nil {
-		after["customer_id"], after["status"], after["ordered_at"] = o.customerID, o.status, o.orderedAt
+		after["customer_id"], after["campaign_id"], after["status"], after["ordered_at"] = o.customerID, o.campaignID, o.status, o.orderedAt
 	}
 	return stream.Event{Schema: "state", Table: orderState.Table, Op: stream.OpUpdate,
 		Key: map[string]any{"order_id": id}, After: after, Pos: o.posOr()}
@@ -137,7 +139,7 @@ func (s *sales) restore(ev stream.Event) error {
 			o = &order{items: map[int64]bool{}}
 			s.orders[id] = o
 		}
-		o.customerID, o.status, o.orderedAt, o.pos = ev.After["customer_id"], ev.After["status"], ev.After["ordered_at"], ev.Pos
+		o.customerID, o.campaignID, o.status, o.orderedAt, o.pos = ev.After["customer_id"], ev.After["campaign_id"], ev.After["status"], ev.After["ordered_at"], ev.Pos
 	case "fact_sales_line":
 		id, _ := asInt(ev.After["order_item_id"])
 		s.dropLine(id)
@@ -244,7 +246,7 @@ func (s *sales) applyOrder(ev stream.Event) (rows []sinks.Row, state []stream.Ev
 		o = &order{items: map[int64]bool{}}
 		s.orders[id] = o
 	}
-	o.customerID, o.status, o.orderedAt, o.pos = ev.After["customer_id"], ev.After["status"], ev.After["ordered_at"], ev.Pos
+	o.customerID, o.campaignID, o.status, o.orderedAt, o.pos = ev.After["customer_id"], ev.After["campaign_id"], ev.After["status"], ev.After["ordered_at"], ev.Pos
 	state = append(state, s.orderRecord(id, o, false))
 	// Items that arrived first (snapshot order) are resolved now, at their own position.
 	for _, itemID := range s.parked[id] {
@@ -327,7 +329,8 @@ func (s *sales) applyItem(ev stream.Event) (rows []sinks.Row, state []stream.Eve
 // valid at the line's creation.
 func (s *sales) compute(id int64, l *line, o *order) {
 	f := map[string]any{"order_item_id": id, "order_id": l.src["order_id"], "order_status": o.status, "ordered_at": o.orderedAt,
-		"source_lsn": int64(l.created.LSN), "source_seq": int64(l.created.Seq), "date_key": nil}
+		"source_lsn": int64(l.created.LSN), "source_seq": int64(l.created.Seq), "date_key": nil,
+		"customer_id": o.customerID, "product_id": l.src["product_id"], "campaign_id": o.campaignID}
 	if t, ok := o.orderedAt.(time.Time); ok {
 		f["date_key"] = dimensions.DateKey(t)
 	}
@@ -335,8 +338,15 @@ func (s *sales) compute(id int64, l *line, o *order) {
 	var warnings []quality.Failure
 	for _, lk := range s.p.spec.Lookups {
 		natural := l.src[lk.From]
-		if lk.From == "customer_id" {
+		switch lk.From {
+		case "customer_id":
 			natural = o.customerID
+		case "campaign_id":
+			natural = o.campaignID
+			if natural == nil {
+				f[lk.Column] = nil // no campaign: not an unknown one
+				continue
+			}
 		}
 		key, attrs, fail := s.p.lookup(lk, natural, l.created)
 		f[lk.Column] = key

@@ -231,6 +231,7 @@ func TestGatingWaitsForDimension(t *testing.T) {
 	product, seller := s.dim(dimensions.Product), s.dim(dimensions.Seller)
 	s.run(product)
 	s.run(seller)
+	s.run(s.dim(dimensions.Campaign))
 	sales := s.fact(facts.Sales)
 	s.run(sales)
 	s.streaming(product)

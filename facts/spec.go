@@ -15,11 +15,7 @@ import (
 
 // Lookup resolves a natural key of the fact's source to a dimension's surrogate
 // key, as the dimension stood at the change's position.
-type Lookup struct {
-	Dimension dimensions.Spec
-	Column    string // fact column receiving the surrogate key, e.g. "customer_key"
-	From      string // source column holding the natural key, e.g. "customer_id"
-}
+type Lookup = dimensions.Ref
 
 // Spec declares a fact table.
 type Spec struct {

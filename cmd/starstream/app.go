@@ -56,9 +56,9 @@ func (a *app) env(sink sinks.Sink) dimensions.Env {
 		Topics: a.topics(), Sink: sink, Codecs: a.codecs, Logger: a.log, MaxBatch: a.cfg.Pipelines.MaxBatch}
 }
 
-// buildPipelines resolves names (with everything upstream) and builds them.
-func (a *app) buildPipelines(env dimensions.Env, names []string) ([]pipeline, error) {
-	nodes, err := resolve(names)
+// buildPipelines resolves names (with everything upstream unless only) and builds them.
+func (a *app) buildPipelines(env dimensions.Env, names []string, only bool) ([]pipeline, error) {
+	nodes, err := resolve(names, only)
 	if err != nil {
 		return nil, err
 	}

@@ -69,7 +69,7 @@ func captureCmd(a *app) *cobra.Command {
 
 func runCmd(a *app) *cobra.Command {
 	var names []string
-	var withCapture bool
+	var withCapture, only bool
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run pipelines and everything upstream of them (all when --pipelines is not given)",
@@ -80,7 +80,7 @@ func runCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer sink.Close()
-			ps, err := a.buildPipelines(a.env(sink), names)
+			ps, err := a.buildPipelines(a.env(sink), names, only)
 			if err != nil {
 				return err
 			}
@@ -102,6 +102,7 @@ func runCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringSliceVar(&names, "pipelines", nil, "pipelines to run, e.g. fact_sales,dim_customer (upstream added)")
 	cmd.Flags().BoolVar(&withCapture, "capture", false, "also run capture in this process")
+	cmd.Flags().BoolVar(&only, "only", false, "run exactly the named pipelines, not their upstream (one deployment per pipeline)")
 	return cmd
 }
 

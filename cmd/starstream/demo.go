@@ -84,7 +84,7 @@ func runDemo(parent context.Context, a *app, scale int, rate float64, duration t
 	}
 	defer wh.Close()
 	sink := sinks.WithRetry(wh, sinks.RetryPolicy{}, a.log)
-	ps, err := a.buildPipelines(a.env(sink), nil)
+	ps, err := a.buildPipelines(a.env(sink), nil, false)
 	if err != nil {
 		return err
 	}

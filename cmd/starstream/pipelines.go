@@ -39,9 +39,10 @@ func registry() []node {
 	return nodes
 }
 
-// resolve returns the named pipelines and everything upstream of them, in
-// dependency order (like the batch runner's --pipelines). No names means all.
-func resolve(names []string) ([]node, error) {
+// resolve returns the named pipelines and everything upstream of them (only the
+// named ones when only is set), in dependency order, like the batch runner's
+// --pipelines. No names means all.
+func resolve(names []string, only bool) ([]node, error) {
 	all := registry()
 	byName := map[string]node{}
 	for _, n := range all {
@@ -65,6 +66,9 @@ func resolve(names []string) ([]node, error) {
 			return nil
 		}
 		want[name] = true
+		if only {
+			return nil
+		}
 		for _, up := range n.upstream {
 			if err := visit(up); err != nil {
 				return err

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestConfigLayers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(file, []byte("postgres:\n  schema: sales\nkafka:\n  partitions: 6\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(file, []string{"STARSTREAM_KAFKA_BROKERS=a:1,b:2", "STARSTREAM_POSTGRES_SLOT=s2", "OTHER=x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Postgres.Schema != "sales" || c.Kafka.Partitions != 6 || c.Postgres.Slot != "s2" || strings.Join(c.Kafka.Brokers, ",") != "a:1,b:2" {
+		t.Fatalf("layers not applied: %+v", c)
+	}
+	if c.Warehouse.Kind != "duckdb" || c.HTTP.Addr != "127.0.0.1:8080" {
+		t.Fatalf("defaults lost: %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigErrorsAreClearAndSecretFree(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, tt := range map[string]struct {
+		yaml, env, want string
+	}{
+		"unknown key":   {"kafka:\n  brokerz: [x]\n", "", "field brokerz not found"},
+		"bad broker":    {"", "STARSTREAM_KAFKA_BROKERS=nohost", `"nohost" is not host:port`},
+		"bad number":    {"", "STARSTREAM_KAFKA_PARTITIONS=many", "STARSTREAM_KAFKA_PARTITIONS"},
+		"bad kind":      {"warehouse:\n  kind: snowflake\n", "", `warehouse.kind "snowflake"`},
+		"no bq project": {"warehouse:\n  kind: bigquery\n", "", "bigquery_project"},
+	} {
+		file := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".yaml")
+		_ = os.WriteFile(file, []byte(tt.yaml), 0o600)
+		var env []string
+		if tt.env != "" {
+			env = []string{tt.env}
+		}
+		c, err := LoadConfig(file, env)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want it to mention %q", name, err, tt.want)
+		}
+	}
+}
+
+func TestPasswordFileAndRedaction(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("s3cr3t-Planted!\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig("", []string{"STARSTREAM_POSTGRES_PASSWORD_FILE=" + pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.Postgres.DSN, "s3cr3t-Planted%21@") {
+		t.Fatalf("password not applied to the DSN")
+	}
+	if strings.Contains(c.Redacted(), "s3cr3t") {
+		t.Fatal("Redacted shows the password")
+	}
+	if msg := redact(c.Postgres.DSN, errString("connect to "+c.Postgres.DSN+" failed: s3cr3t-Planted%21")); strings.Contains(msg, "s3cr3t") {
+		t.Fatalf("redact left the password: %s", msg)
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }

@@ -43,7 +43,7 @@ func New(cfg Config, w Writer, logger *slog.Logger) (*Capture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capture metrics: %w", err)
 	}
-	return &Capture{cfg: cfg, w: w, log: logger.With("slot", cfg.Slot), metrics: m}, nil
+	return &Capture{cfg: cfg, w: w, log: logger.With("slot", cfg.Slot, "instance", cfg.Instance), metrics: m}, nil
 }
 
 // Run captures until ctx is canceled (then it drains what was already read
@@ -93,7 +93,13 @@ var sessionParams = map[string]string{
 	"IntervalStyle":      "postgres",
 	"extra_float_digits": "3",
 	"bytea_output":       "hex",
-	"application_name":   "starstream-capture",
+}
+
+func (c *Capture) applyParams(params map[string]string) {
+	for k, v := range sessionParams {
+		params[k] = v
+	}
+	params["application_name"] = "starstream-capture/" + c.cfg.Instance
 }
 
 func (c *Capture) connect(ctx context.Context) (*pgx.Conn, error) {
@@ -101,9 +107,7 @@ func (c *Capture) connect(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, terminalf("parse dsn %s: %w", RedactDSN(c.cfg.DSN), redactErr(c.cfg.DSN, err))
 	}
-	for k, v := range sessionParams {
-		cc.RuntimeParams[k] = v
-	}
+	c.applyParams(cc.RuntimeParams)
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("connect to postgres (%s): %w", RedactDSN(c.cfg.DSN), redactErr(c.cfg.DSN, err))
@@ -116,9 +120,7 @@ func (c *Capture) connectReplication(ctx context.Context) (*pgconn.PgConn, error
 	if err != nil {
 		return nil, terminalf("parse dsn %s: %w", RedactDSN(c.cfg.DSN), redactErr(c.cfg.DSN, err))
 	}
-	for k, v := range sessionParams {
-		pc.RuntimeParams[k] = v
-	}
+	c.applyParams(pc.RuntimeParams)
 	pc.RuntimeParams["replication"] = "database"
 	conn, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
@@ -135,6 +137,16 @@ var errDrainTimeout = errors.New("capture stopped before Kafka acknowledged ever
 // session is one connection lifetime: prepare slot and publication, snapshot
 // if the slot is new, then stream until ctx ends or something fails.
 func (c *Capture) session(ctx context.Context) (err error) {
+	leadCtx, stopLead := context.WithCancel(ctx)
+	defer stopLead()
+	lock, lost, err := c.lead(leadCtx)
+	if err != nil {
+		return err
+	}
+	// Stop the lock watcher before closing its connection.
+	defer lock.Close(context.WithoutCancel(ctx))
+	defer stopLead()
+
 	db, err := c.connect(ctx)
 	if err != nil {
 		return err
@@ -166,6 +178,15 @@ func (c *Capture) session(ctx context.Context) (err error) {
 	prod, stopProd := context.WithCancelCause(ctx)
 	defer stopProd(nil)
 	context.AfterFunc(work, func() { stopProd(context.Cause(work)) })
+	// Without the lock another process may lead by now: stop writing at once,
+	// without draining.
+	go func() {
+		select {
+		case err := <-lost:
+			fail(err)
+		case <-leadCtx.Done():
+		}
+	}()
 	context.AfterFunc(ctx, func() {
 		t := time.AfterFunc(drainTimeout, func() { fail(errDrainTimeout) })
 		context.AfterFunc(work, func() { t.Stop() })

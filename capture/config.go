@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -19,6 +20,10 @@ type Config struct {
 	Tables      []string // "schema.table"; empty means every table of Schemas
 	Schemas     []string // used when Tables is empty (FOR TABLES IN SCHEMA)
 	TopicPrefix string   // default "cdc": topics are "<prefix>.<schema>.<table>"
+
+	// Instance names this process in logs and in pg_stat_activity
+	// (application_name "starstream-capture/<instance>"); default host-pid.
+	Instance string
 
 	// Brokers are the Kafka brokers the writer publishes to. When set, a
 	// restarted capture reads the end of its topics and does not publish again
@@ -61,6 +66,10 @@ var identRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 func (c Config) WithDefaults() Config {
 	if c.TopicPrefix == "" {
 		c.TopicPrefix = defaultTopicPrefix
+	}
+	if c.Instance == "" {
+		host, _ := os.Hostname()
+		c.Instance = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	if c.StatusInterval == 0 {
 		c.StatusInterval = 10 * time.Second

@@ -183,6 +183,11 @@ func TestReplayRefusesActiveGroup(t *testing.T) {
 	if got, _ := committed(ctx, c, group); got[tp{topic, 0}] != 5 {
 		t.Errorf("offsets changed while refusing: %v", got)
 	}
+	// Had a member joined between the check and the commit, the broker refuses
+	// each partition (UNKNOWN_MEMBER_ID) while the call succeeds: commit says so.
+	if err := commit(ctx, c, group, dry.Partitions); err == nil || !strings.Contains(err.Error(), "Unknown Member ID") {
+		t.Errorf("administrative commit into an active group: %v, want the partitions' UNKNOWN_MEMBER_ID", err)
+	}
 
 	if err := cg.Close(); err != nil {
 		t.Fatal(err)

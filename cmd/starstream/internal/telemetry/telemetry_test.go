@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/starstream/starstream/cmd/starstream/internal/ops"
+	"github.com/starstream/starstream/dimensions"
 )
 
 // documented is every starstream series with its Prometheus type and labels,
@@ -31,21 +32,24 @@ var documented = map[string]struct {
 	kind   dto.MetricType
 	labels []string
 }{
-	"starstream_capture_slot_lag_bytes":         {dto.MetricType_GAUGE, []string{"slot"}},
-	"starstream_capture_slot_lag_seconds":       {dto.MetricType_GAUGE, []string{"slot"}},
-	"starstream_capture_events_total":           {dto.MetricType_COUNTER, []string{"op", "table"}},
-	"starstream_pipeline_events_applied_total":  {dto.MetricType_COUNTER, []string{"pipeline"}},
-	"starstream_consumer_lag_records":           {dto.MetricType_GAUGE, []string{"group", "partition", "topic"}},
-	"starstream_consumer_lag_seconds":           {dto.MetricType_GAUGE, []string{"group", "partition", "topic"}},
-	"starstream_consumer_lag_poll_errors_total": {dto.MetricType_COUNTER, nil},
-	"starstream_pipeline_watermark_lsn":         {dto.MetricType_GAUGE, []string{"pipeline"}},
-	"starstream_pipeline_watermark_age_seconds": {dto.MetricType_GAUGE, []string{"pipeline"}},
-	"starstream_pipeline_dead_letters_total":    {dto.MetricType_COUNTER, []string{"pipeline"}},
-	"starstream_dq_failures_total":              {dto.MetricType_COUNTER, []string{"pipeline", "rule"}},
-	"starstream_sink_latency_seconds":           {dto.MetricType_HISTOGRAM, []string{"table"}},
-	"starstream_sink_errors_total":              {dto.MetricType_COUNTER, []string{"table"}},
-	"starstream_capture_write_seconds":          {dto.MetricType_HISTOGRAM, nil},
-	"starstream_capture_snapshot_rows_total":    {dto.MetricType_COUNTER, []string{"table"}},
+	"starstream_capture_slot_lag_bytes":           {dto.MetricType_GAUGE, nil},
+	"starstream_capture_slot_lag_seconds":         {dto.MetricType_GAUGE, nil},
+	"starstream_capture_events_total":             {dto.MetricType_COUNTER, []string{"table"}},
+	"starstream_pipeline_events_applied_total":    {dto.MetricType_COUNTER, []string{"pipeline"}},
+	"starstream_consumer_lag_records":             {dto.MetricType_GAUGE, []string{"group", "partition", "topic"}},
+	"starstream_consumer_lag_seconds":             {dto.MetricType_GAUGE, []string{"group", "partition", "topic"}},
+	"starstream_consumer_lag_poll_errors_total":   {dto.MetricType_COUNTER, nil},
+	"starstream_pipeline_watermark_lsn":           {dto.MetricType_GAUGE, []string{"pipeline"}},
+	"starstream_pipeline_watermark_age_seconds":   {dto.MetricType_GAUGE, []string{"pipeline"}},
+	"starstream_pipeline_dead_letters_total":      {dto.MetricType_COUNTER, []string{"pipeline"}},
+	"starstream_dq_failures_total":                {dto.MetricType_COUNTER, []string{"pipeline", "rule"}},
+	"starstream_sink_latency_seconds":             {dto.MetricType_HISTOGRAM, []string{"table"}},
+	"starstream_sink_errors_total":                {dto.MetricType_COUNTER, []string{"table"}},
+	"starstream_capture_write_seconds":            {dto.MetricType_HISTOGRAM, nil},
+	"starstream_capture_confirmed_lsn":            {dto.MetricType_GAUGE, nil},
+	"starstream_capture_slot_safe_wal_size_bytes": {dto.MetricType_GAUGE, nil},
+	"starstream_capture_slot_wal_status":          {dto.MetricType_GAUGE, nil},
+	"starstream_capture_snapshot_rows_total":      {dto.MetricType_COUNTER, []string{"table"}},
 }
 
 func newTelemetry(t *testing.T, cfg Config) *Telemetry {
@@ -58,9 +62,10 @@ func newTelemetry(t *testing.T, cfg Config) *Telemetry {
 	return tel
 }
 
-// recordLikeOtherPackages creates and records the instruments of capture and
-// the pipelines the way those packages do: full Prometheus names, unit "s" on
-// histograms, counters ending in _total.
+// recordLikeOtherPackages records the pipelines' instruments through the real
+// dimensions.Metrics, and recreates capture's (which need a database to
+// construct) as capture/metrics.go declares them: full Prometheus names, unit
+// "s" or "By", counters ending in _total.
 func recordLikeOtherPackages(t *testing.T, m metric.Meter) {
 	t.Helper()
 	ctx := context.Background()
@@ -70,34 +75,32 @@ func recordLikeOtherPackages(t *testing.T, m metric.Meter) {
 			t.Fatal(err)
 		}
 	}
-	counter := func(name string, attrs ...attribute.KeyValue) {
+	pm, err := dimensions.NewMetrics(m)
+	must(err)
+	pm.Applied(ctx, "dim_customer", 3)
+	pm.DQ(ctx, "dim_customer", map[string]int64{"email_not_null": 3})
+	pm.Sink(ctx, "dim_customer", 42*time.Millisecond, 1)
+
+	table := attribute.String("table", "shop.customers")
+	for _, name := range []string{"starstream_capture_events_total", "starstream_capture_snapshot_rows_total"} {
 		c, err := m.Int64Counter(name)
 		must(err)
-		c.Add(ctx, 3, metric.WithAttributes(attrs...))
+		c.Add(ctx, 3, metric.WithAttributes(table))
 	}
-	histogram := func(name string, attrs ...attribute.KeyValue) {
-		h, err := m.Float64Histogram(name, metric.WithUnit("s"))
+	h, err := m.Float64Histogram("starstream_capture_write_seconds", metric.WithUnit("s"))
+	must(err)
+	h.Record(ctx, 0.042)
+	for _, g := range []struct{ name, unit string }{
+		{"starstream_capture_slot_lag_bytes", "By"}, {"starstream_capture_slot_safe_wal_size_bytes", "By"},
+		{"starstream_capture_slot_wal_status", ""}, {"starstream_capture_confirmed_lsn", ""},
+	} {
+		gauge, err := m.Int64Gauge(g.name, metric.WithUnit(g.unit))
 		must(err)
-		h.Record(ctx, 0.042, metric.WithAttributes(attrs...))
+		gauge.Record(ctx, 7)
 	}
-	gauge := func(name string, attrs ...attribute.KeyValue) {
-		g, err := m.Int64Gauge(name)
-		must(err)
-		g.Record(ctx, 7, metric.WithAttributes(attrs...))
-	}
-	table := attribute.String("table", "dim_customer")
-	counter("starstream_capture_events_total", attribute.String("table", "shop.customers"), attribute.String("op", "insert"))
-	counter("starstream_capture_snapshot_rows_total", attribute.String("table", "shop.customers"))
-	counter("starstream_pipeline_events_applied_total", attribute.String("pipeline", "dim_customer"))
-	counter("starstream_dq_failures_total", attribute.String("pipeline", "dim_customer"), attribute.String("rule", "email_not_null"))
-	counter("starstream_sink_errors_total", table)
-	histogram("starstream_sink_latency_seconds", table)
-	histogram("starstream_capture_write_seconds")
-	slot := attribute.String("slot", "starstream")
-	gauge("starstream_capture_slot_lag_bytes", slot)
 	g, err := m.Float64Gauge("starstream_capture_slot_lag_seconds", metric.WithUnit("s"))
 	must(err)
-	g.Record(ctx, 1.5, metric.WithAttributes(slot))
+	g.Record(ctx, 1.5)
 }
 
 func scrape(t *testing.T, h http.Handler) (map[string]*dto.MetricFamily, string) {

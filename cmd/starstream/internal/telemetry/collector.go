@@ -74,7 +74,9 @@ func NewCollector(meter metric.Meter, cfg CollectorConfig, logger *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	wmLSN, err := meter.Int64ObservableGauge(MetricWatermarkLSN,
+	// A float gauge: LSNs are unsigned, and dim_date's +∞ (the largest LSN) would
+	// turn negative as an int64. Prometheus values are floats anyway.
+	wmLSN, err := meter.Float64ObservableGauge(MetricWatermarkLSN,
 		metric.WithDescription("The pipeline's watermark: every source change at or below this LSN is applied."))
 	if err != nil {
 		return nil, err
@@ -106,7 +108,7 @@ func NewCollector(meter metric.Meter, cfg CollectorConfig, logger *slog.Logger) 
 		now := c.now()
 		for _, p := range cfg.Pipelines() {
 			attrs := metric.WithAttributes(attribute.String(LabelPipeline, p.Name))
-			o.ObserveInt64(wmLSN, int64(p.Watermark), attrs)
+			o.ObserveFloat64(wmLSN, float64(p.Watermark), attrs)
 			if !p.WatermarkTime.IsZero() {
 				o.ObserveFloat64(wmAge, max(now.Sub(p.WatermarkTime).Seconds(), 0), attrs)
 			}

@@ -98,7 +98,7 @@ func TestWALClock(t *testing.T) {
 		want time.Time
 		ok   bool
 	}{
-		{50, time.Time{}, false},              // older than the history
+		{50, t0, false},                       // older than the history: at least since t0
 		{100, t0, true},                       // complete up to the sample at 100
 		{199, t0, true},                       // the source passed 199 after t0
 		{200, t0.Add(5 * time.Second), true},  // idle at 200 until 5 s

@@ -148,6 +148,7 @@ func TestMetricNamesAsDocumented(t *testing.T) {
 			return []PipelineStat{
 				{Name: "dim_customer", Watermark: 0x16B3748, WatermarkTime: now.Add(-90 * time.Second), DeadLetter: 2},
 				{Name: "fact_sales"}, // no watermark yet: LSN 0, no age
+				{Name: "dim_date", Watermark: ^uint64(0), WatermarkTime: now}, // +∞ must not turn negative
 			}
 		},
 	}, slog.New(slog.DiscardHandler))
@@ -239,8 +240,11 @@ func TestMetricNamesAsDocumented(t *testing.T) {
 	if v := value(MetricWatermarkAge, map[string]string{"pipeline": "dim_customer"}); v < 89 || v > 120 {
 		t.Errorf("watermark age = %v, want about 90", v)
 	}
-	if n := len(fams[MetricWatermarkAge].GetMetric()); n != 1 {
-		t.Errorf("watermark age reported for %d pipelines, want only the one with a known time", n)
+	if v := value(MetricWatermarkLSN, map[string]string{"pipeline": "dim_date"}); v < 1.8e19 {
+		t.Errorf("dim_date's +∞ watermark exported as %v", v)
+	}
+	if n := len(fams[MetricWatermarkAge].GetMetric()); n != 2 {
+		t.Errorf("watermark age reported for %d pipelines, want the two with a known time", n)
 	}
 	if v := value(MetricDeadLetters, map[string]string{"pipeline": "dim_customer"}); v != 2 {
 		t.Errorf("dead letters = %v", v)

@@ -56,15 +56,21 @@ func (c *WALClock) Observe(lsn uint64, at time.Time) {
 	}
 }
 
-// CompleteUpTo returns the time of the latest sample at or below lsn; ok is
-// false when no sample is (the watermark is older than the clock's history or
-// the clock has no samples yet).
-func (c *WALClock) CompleteUpTo(lsn uint64) (time.Time, bool) {
+// CompleteUpTo returns the time of the latest sample at or below lsn, with
+// exact true. When every sample is above lsn — the watermark is older than the
+// clock's history, as after a restart while the pipeline is stuck — it returns
+// the oldest sample's time with exact false: the output is complete up to some
+// time before it, so the age is at least now minus that, and keeps growing as
+// a stalled watermark's should. It returns the zero time before any sample.
+func (c *WALClock) CompleteUpTo(lsn uint64) (t time.Time, exact bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.samples) == 0 {
+		return time.Time{}, false
+	}
 	i := sort.Search(len(c.samples), func(i int) bool { return c.samples[i].lsn > lsn })
 	if i == 0 {
-		return time.Time{}, false
+		return c.samples[0].at, false
 	}
 	return c.samples[i-1].at, true
 }

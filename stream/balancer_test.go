@@ -20,3 +20,23 @@ func TestActiveStandbyGivesEverythingToTheEarliestMember(t *testing.T) {
 		t.Fatalf("standbys got partitions: a=%v b=%v", got["a"], got["b"])
 	}
 }
+
+func TestCheckpointCoverage(t *testing.T) {
+	t.Parallel()
+	committed := Offsets{"a": {0: 10, 1: -2}}
+	for _, tt := range []struct {
+		ck   Offsets
+		want bool
+	}{
+		{Offsets{"a": {0: 10, 1: 0}}, true},
+		{Offsets{"a": {0: 4, 1: 0}}, true},
+		{Offsets{"a": {0: 11, 1: 0}}, false},
+		{Offsets{"a": {0: 4, 1: 3}}, false},
+		{Offsets{"a": {0: 4}}, false}, // silent about partition 1
+		{Offsets{}, false},
+	} {
+		if got := covered(tt.ck, committed); got != tt.want {
+			t.Errorf("covered(%v, %v) = %v, want %v", tt.ck, committed, got, tt.want)
+		}
+	}
+}

@@ -39,8 +39,9 @@ type Offsets map[string]map[int]int64
 
 // Batch is what a consumer hands to its handler: records in position order, all
 // at or below Watermark, and poison records (Err set) to dead-letter. Once the
-// handler returns nil for a batch whose Final is true, the consumer commits
-// Commit, the group's offsets past the markers the batch covered.
+// handler returns nil for a batch whose Final is true, the consumer commits the
+// group's offsets past the markers the batch covered; Commit names the resume
+// offset of every assigned partition after that commit.
 type Batch struct {
 	Records   []Record
 	Watermark LSN     // every input change at or below it has been handed over
@@ -153,6 +154,9 @@ type partition struct {
 	marker  LSN      // last marker read
 	marked  bool     // a marker has been read since start
 	marks   []mark   // markers read but not yet committed
+	// position is where reading resumes after the last commit: the start offset
+	// (0 for "the first offset"), then the offset past the last committed marker.
+	position int64
 }
 
 type mark struct {
@@ -192,11 +196,16 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) err
 				r.Close()
 				return fmt.Errorf("seek %s[%d]: %w", topic, a.ID, err)
 			}
-			parts = append(parts, &partition{topic: topic, id: a.ID, reader: r})
+			parts = append(parts, &partition{topic: topic, id: a.ID, reader: r, position: max(offset, 0)})
 		}
 	}
+	standby, _ := c.h.(interface{ Standby(bool) })
 	if len(parts) == 0 {
 		c.log.Info("standing by: another member of the group is active", "group", c.cfg.Group)
+		if standby != nil {
+			standby.Standby(true)
+			defer standby.Standby(false)
+		}
 		<-ctx.Done()
 		return ctx.Err()
 	}
@@ -317,30 +326,34 @@ func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*
 		p.pending = p.pending[n:]
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Event.Pos.Less(out[j].Event.Pos) })
-	offsets := Offsets{}
+	// offsets are what this release commits (partitions that passed a marker);
+	// positions are every assigned partition's resume point, for the checkpoint:
+	// a checkpoint must name all of them, or it would match any committed offsets.
+	offsets, positions := Offsets{}, Offsets{}
 	for _, p := range parts {
 		keep := p.marks[:0]
-		commit := int64(-1)
 		for _, mk := range p.marks {
 			if mk.lsn <= bound {
-				commit = mk.offset + 1
+				p.position = mk.offset + 1
+				if offsets[p.topic] == nil {
+					offsets[p.topic] = map[int]int64{}
+				}
+				offsets[p.topic][p.id] = p.position
 			} else {
 				keep = append(keep, mk)
 			}
 		}
 		p.marks = keep
-		if commit >= 0 {
-			if offsets[p.topic] == nil {
-				offsets[p.topic] = map[int]int64{}
-			}
-			offsets[p.topic][p.id] = commit
+		if positions[p.topic] == nil {
+			positions[p.topic] = map[int]int64{}
 		}
+		positions[p.topic][p.id] = p.position
 	}
 	for start := 0; ; start += c.cfg.MaxBatch {
 		end := min(start+c.cfg.MaxBatch, len(out))
 		b := Batch{Records: out[start:end], Watermark: bound, Final: end == len(out)}
 		if b.Final {
-			b.Commit = offsets
+			b.Commit = positions
 		} else if next := out[end].Event.Pos.LSN; next > 0 {
 			// Only transactions wholly handed over are below the watermark.
 			b.Watermark = next - 1

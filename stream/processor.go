@@ -73,6 +73,7 @@ type Processor struct {
 	mu        sync.Mutex
 	watermark LSN
 	markedAt  time.Time // when the watermark last advanced
+	standby   bool
 	lastError string
 	processed int64
 	deadLet   int64
@@ -123,6 +124,7 @@ func (p *Processor) Run(ctx context.Context) error {
 type Stats struct {
 	Watermark  LSN
 	MarkedAt   time.Time // when the watermark last advanced
+	Standby    bool      // another member of the group is active; this one waits
 	Processed  int64
 	DeadLetter int64
 	LastError  string
@@ -132,7 +134,14 @@ type Stats struct {
 func (p *Processor) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{Watermark: p.watermark, MarkedAt: p.markedAt, Processed: p.processed, DeadLetter: p.deadLet, LastError: p.lastError}
+	return Stats{Watermark: p.watermark, MarkedAt: p.markedAt, Standby: p.standby, Processed: p.processed, DeadLetter: p.deadLet, LastError: p.lastError}
+}
+
+// Standby records whether the group made another member active.
+func (p *Processor) Standby(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.standby = on
 }
 
 // Assigned rebuilds the step's state up to the newest checkpoint at or before
@@ -142,7 +151,7 @@ func (p *Processor) Assigned(ctx context.Context, committed Offsets) (Offsets, e
 		return nil, err
 	}
 	var records []Event
-	cut, start := 0, Offsets{}
+	cut, start, watermark := 0, Offsets{}, LSN(0)
 	err := ScanToEnd(ctx, p.cfg.Consumer.Brokers, p.cfg.StateTopic, func(m kafka.Message) error {
 		if _, ok := MarkerLSN(m); ok {
 			return nil
@@ -159,7 +168,7 @@ func (p *Processor) Assigned(ctx context.Context, committed Offsets) (Offsets, e
 				return fmt.Errorf("checkpoint %s@%d: %w", p.cfg.StateTopic, m.Offset, err)
 			}
 			if covered(ck, committed) {
-				cut, start = len(records), ck
+				cut, start, watermark = len(records), ck, ev.Pos.LSN
 			}
 			return nil
 		}
@@ -185,19 +194,33 @@ func (p *Processor) Assigned(ctx context.Context, committed Offsets) (Offsets, e
 			}
 		}
 	}
-	p.log.Info("state restored", "records", cut, "start", fmt.Sprint(start))
+	p.mu.Lock()
+	if watermark > p.watermark {
+		// Everything up to the checkpoint's watermark was published before: the
+		// pipeline is that far along until new markers say more.
+		p.watermark, p.markedAt = watermark, time.Now()
+	}
+	p.mu.Unlock()
+	p.log.Info("state restored", "records", cut, "watermark", watermark.String(), "start", fmt.Sprint(start))
 	return start, nil
 }
 
 func offsetValue(o int64) int64 { return max(o, 0) }
 
 // covered reports whether a checkpoint lies at or before the committed offsets
-// on every partition.
+// on every partition of both.
 func covered(ck, committed Offsets) bool {
 	for topic, parts := range ck {
 		for id, off := range parts {
 			if offsetValue(off) > offsetValue(committed[topic][id]) {
 				return false
+			}
+		}
+	}
+	for topic, parts := range committed {
+		for id := range parts {
+			if _, ok := ck[topic][id]; !ok {
+				return false // a checkpoint that does not name a partition says nothing about it
 			}
 		}
 	}

@@ -58,6 +58,7 @@ type options struct {
 	liveRate float64
 	tools    []string
 	restPort int
+	dbzProps []string
 	timeout  time.Duration
 	keep     bool
 	out      string
@@ -96,7 +97,7 @@ func main() {
 
 func parseFlags() (options, error) {
 	var o options
-	var brokers, tools string
+	var brokers, tools, dbzProps string
 	flag.StringVar(&o.dsn, "dsn", envOr("STARSTREAM_PG_DSN", "postgres://starstream:starstream@127.0.0.1:55432/starstream?sslmode=disable"), "source database (the local stack by default)")
 	flag.StringVar(&brokers, "brokers", envOr("STARSTREAM_KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka brokers, comma-separated")
 	flag.IntVar(&o.rows, "rows", 1_000_000, "rows of the backlog every reader drains")
@@ -106,11 +107,21 @@ func parseFlags() (options, error) {
 	flag.Float64Var(&o.liveRate, "live-rate", 5000, "rows per second in the live phase")
 	flag.StringVar(&tools, "tools", "pg_recvlogical,starstream,debezium", "readers to run")
 	flag.IntVar(&o.restPort, "rest-port", 18083, "Kafka Connect REST port (127.0.0.1)")
+	flag.StringVar(&dbzProps, "debezium-props", "", "extra Debezium connector properties, comma-separated key=value (e.g. poll.interval.ms=10)")
 	flag.DurationVar(&o.timeout, "timeout", 45*time.Minute, "bound on the whole run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the schema, slots, publications and topics")
 	flag.StringVar(&o.out, "out", "", "directory for logs and result.json (default .data/bench/compare/<run>)")
 	flag.Parse()
 	o.brokers = strings.Split(brokers, ",")
+	for _, kv := range strings.Split(dbzProps, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		if !strings.Contains(kv, "=") || strings.ContainsAny(kv, "\n\r") {
+			return o, fmt.Errorf("-debezium-props: %q is not key=value", kv)
+		}
+		o.dbzProps = append(o.dbzProps, kv)
+	}
 	for _, t := range strings.Split(tools, ",") {
 		t = strings.TrimSpace(t)
 		if _, ok := slotSuffix[t]; !ok {
@@ -246,6 +257,7 @@ func (b *bench) setup(ctx context.Context) error {
 	b.src = src
 	b.defer_(src.Close)
 	b.res.Machine = describeMachine(ctx, b.o.root, src)
+	b.res.Machine.DebeziumProps = b.o.dbzProps
 	dropStale(ctx, src.db, logf)
 	b.admin = stream.NewAdmin(b.o.brokers)
 	if b.o.has(toolDebezium) {
@@ -451,7 +463,8 @@ func (b *bench) drainDebezium(ctx context.Context) (*connectWorker, error) {
 	name := "bench-" + strings.ReplaceAll(b.run, "_", "-")
 	slot := b.slot(toolDebezium)
 	env := []string{"DBZ_SLOT=" + slot, "DBZ_PUBLICATION=" + slot, "DBZ_TABLES=" + b.schema + ".order_items",
-		"DBZ_TOPIC_PREFIX=" + toolDebezium, fmt.Sprintf("DBZ_REST_PORT=%d", b.o.restPort)}
+		"DBZ_TOPIC_PREFIX=" + toolDebezium, fmt.Sprintf("DBZ_REST_PORT=%d", b.o.restPort),
+		"DBZ_EXTRA=" + strings.Join(b.o.dbzProps, "\n")}
 	ws := b.walsenderSampler(ctx, slot)
 	w, err := startConnect(ctx, b.connectScript(), name, env)
 	b.defer_(func() {

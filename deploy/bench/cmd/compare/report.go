@@ -32,10 +32,12 @@ type machine struct {
 	Kafka      string `json:"kafka_broker"`
 	Connect    string `json:"kafka_connect"`
 	Debezium   string `json:"debezium"`
-	Java       string `json:"java"`
-	Go         string `json:"go"`
-	Commit     string `json:"commit"`
-	Date       string `json:"date"`
+	// DebeziumProps are the connector properties given with -debezium-props (defaults otherwise).
+	DebeziumProps []string `json:"debezium_props,omitempty"`
+	Java          string   `json:"java"`
+	Go            string   `json:"go"`
+	Commit        string   `json:"commit"`
+	Date          string   `json:"date"`
 	// LoadStart and LoadEnd are /proc/loadavg (1, 5, 15 min) when the run started and ended:
 	// the machine is shared, and other work on it moves every figure.
 	LoadStart string `json:"load_start"`
@@ -136,6 +138,9 @@ func (b *bench) report(w io.Writer) {
 	fmt.Fprintf(w, "\nstarstream vs Debezium vs pg_recvlogical — run %s\n", b.run)
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s GiB, Linux %s; PostgreSQL %s; Kafka %s; Connect %s + Debezium %s; %s; %s; commit %s\n",
 		m.CPUs, m.CPUModel, m.MemoryGiB, m.Kernel, m.PostgreSQL, m.Kafka, m.Connect, m.Debezium, m.Java, m.Go, m.Commit)
+	if len(m.DebeziumProps) > 0 {
+		fmt.Fprintf(w, "Debezium connector properties beyond the defaults: %s\n", strings.Join(m.DebeziumProps, ", "))
+	}
 	fmt.Fprintf(w, "load average (1/5/15 min): %s at start, %s at end\n", m.LoadStart, m.LoadEnd)
 	fmt.Fprintf(w, "backlog: %d rows of order_items (7 columns) in transactions of %d, %.0f MB of WAL, written in %.1fs\n\n",
 		r.Backlog.Rows, r.Backlog.TxRows, float64(r.Backlog.WALBytes)/1e6, r.Backlog.WriteSeconds)

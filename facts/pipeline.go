@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -110,6 +111,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	for _, in := range p.spec.Inputs {
 		topic := p.env.CDCTopic(in)
 		if _, err := admin.EnsureTopic(ctx, topic, p.env.Topics); err != nil {
+			return err
+		}
+		inputs = append(inputs, topic)
+	}
+	for _, in := range p.spec.FactInputs {
+		// Created as the upstream fact's Run would: kept, since it is replayed.
+		topic := p.env.OutputTopic("fact", strings.TrimPrefix(in, "fact_"))
+		if _, err := admin.EnsureTopic(ctx, topic, p.env.KeptTopics()); err != nil {
 			return err
 		}
 		inputs = append(inputs, topic)

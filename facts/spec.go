@@ -5,6 +5,7 @@ package facts
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/starstream/starstream/dimensions"
@@ -17,10 +18,14 @@ import (
 // key, as the dimension stood at the change's position.
 type Lookup = dimensions.Ref
 
-// Spec declares a fact table.
+// Spec declares a fact table. A fact built on another fact's rows names it in
+// FactInputs (and Upstream): its output topic fact.<short> is consumed like a
+// captured table, merged by position, and the markers that fact publishes there
+// gate the merge, so nothing past the upstream fact's watermark is processed.
 type Spec struct {
 	Name        string   // warehouse table, e.g. "fact_sales"
 	Inputs      []string // captured source tables it consumes
+	FactInputs  []string // upstream facts whose output topics it consumes too (see Spec)
 	Grain       []string // primary key: one row per …
 	Lookups     []Lookup
 	Measures    []string // additive measures among the columns
@@ -48,6 +53,11 @@ func (s Spec) Validate() error {
 	for _, l := range s.Lookups {
 		if !cols[l.Column] {
 			return fmt.Errorf("fact %s: lookup column %q is not a column", s.Name, l.Column)
+		}
+	}
+	for _, in := range s.FactInputs {
+		if !strings.HasPrefix(in, "fact_") || in == s.Name || !slices.Contains(s.Upstream, in) {
+			return fmt.Errorf("fact %s: fact input %q must be another fact listed in Upstream", s.Name, in)
 		}
 	}
 	for _, m := range s.Measures {

@@ -63,5 +63,43 @@ var Sales = Spec{
 	Description: "Sales at order-item grain with point-in-time dimension keys.",
 }
 
-// All lists the fact pipelines.
-func All() []Spec { return []Spec{Sales} }
+// Marketing is fact_marketing: campaign activity and the sales attributed to
+// it, per campaign and UTC day.
+var Marketing = Spec{
+	Name:       "fact_marketing",
+	Inputs:     []string{"campaign_events"},
+	FactInputs: []string{Sales.Name},
+	Grain:      []string{"campaign_id", "date_key"},
+	Lookups:    []Lookup{{Dimension: dimensions.Campaign, Column: "campaign_key", From: "campaign_id"}},
+	Measures:   []string{"impressions", "clicks", "spend", "attributed_orders", "attributed_revenue"},
+	Columns: []sinks.Column{
+		col("campaign_id", sinks.Int64, false, "grain: the source campaign"),
+		col("date_key", sinks.Int64, false, "grain: dim_date key of the day (UTC) events occurred and attributed orders were placed"),
+		col("campaign_key", sinks.Int64, true, "dim_campaign member at the row's latest change; -1 unknown"),
+		col("activity_date", sinks.Date, true, "the day of date_key"),
+		col("impressions", sinks.Int64, true, "impression events"),
+		col("clicks", sinks.Int64, true, "click events"),
+		col("spend", sinks.Numeric, true, "sum of the cost of spend events"),
+		col("attributed_orders", sinks.Int64, true, "distinct orders with this campaign placed that day, neither cancelled nor returned"),
+		col("attributed_revenue", sinks.Numeric, true, "sum of the net_amount of those orders' items"),
+		col("roas", sinks.Numeric, true, "attributed_revenue / spend, rounded to 9 decimals; NULL without spend"),
+		col("source_lsn", sinks.Int64, true, "commit LSN of the latest change that rewrote the row"),
+		col("source_seq", sinks.Int64, true, "index of that change in its transaction"),
+		col("dq_warnings", sinks.String, true, "data-quality warnings of the contributing events and lookups (comma-separated rules); details in dq_quarantine"),
+	},
+	Rules: []quality.Rule{
+		quality.NotNull("campaign_events", "campaign_id", quality.Error),
+		quality.NotNull("campaign_events", "event_type", quality.Error),
+		quality.AcceptedValues("campaign_events", "event_type", quality.Error, "impression", "click", "spend"),
+		quality.Range("campaign_events", "cost", quality.Error, 0, 1_000_000),
+		quality.NotNull("campaign_events", "occurred_at", quality.Error),
+		quality.Freshness("campaign_events", "occurred_at", quality.Warn, 30*24*time.Hour, 5*time.Minute),
+	},
+	PartitionBy: "activity_date",
+	ClusterBy:   []string{"campaign_key"},
+	Upstream:    []string{"dim_date", "dim_campaign", "fact_sales"},
+	Description: "Campaigns per day: impressions, clicks, spend, attributed orders and revenue, ROAS.",
+}
+
+// All lists the fact pipelines, in dependency order.
+func All() []Spec { return []Spec{Sales, Marketing} }

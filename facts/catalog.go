@@ -63,6 +63,46 @@ var Sales = Spec{
 	Description: "Sales at order-item grain with point-in-time dimension keys.",
 }
 
+// AllWarehouses is fact_inventory's warehouse_code of the product-level row
+// that carries sold_units: an order item does not say which warehouse serves it.
+const AllWarehouses = "*"
+
+// Inventory is fact_inventory: stock per product, warehouse and UTC commit day.
+// A row exists for each day a stock level changed (or was first seen, in the
+// snapshot); days without changes have none, the last row before holds the level.
+var Inventory = Spec{
+	Name:       "fact_inventory",
+	Inputs:     []string{"inventory"},
+	FactInputs: []string{Sales.Name},
+	Grain:      []string{"product_id", "warehouse_code", "date_key"},
+	Lookups:    []Lookup{{Dimension: dimensions.Product, Column: "product_key", From: "product_id"}},
+	Measures:   []string{"received_units", "shipped_units", "sold_units"},
+	Columns: []sinks.Column{
+		col("product_id", sinks.Int64, false, "grain: the source product"),
+		col("warehouse_code", sinks.String, false, "grain: the source warehouse; '*' is the product-level row holding sold_units"),
+		col("date_key", sinks.Int64, false, "grain: dim_date key of the commit day (UTC) of the stock changes; the order day for sold_units"),
+		col("product_key", sinks.Int64, true, "dim_product version valid at the row's latest change; -1 unknown"),
+		col("inventory_date", sinks.Date, true, "the day of date_key"),
+		col("on_hand", sinks.Int64, true, "units on hand at the end of the day (the day's latest change); NULL on the '*' row"),
+		col("reserved", sinks.Int64, true, "units reserved at the end of the day; NULL on the '*' row"),
+		col("received_units", sinks.Int64, true, "sum of the day's increases of on_hand"),
+		col("shipped_units", sinks.Int64, true, "sum of the day's decreases of on_hand, as a positive number"),
+		col("sold_units", sinks.Int64, true, "'*' row only: units of the product in fact_sales items ordered that day, orders neither cancelled nor returned; 0 on warehouse rows"),
+		col("source_lsn", sinks.Int64, true, "commit LSN of the latest change that rewrote the row"),
+		col("source_seq", sinks.Int64, true, "index of that change in its transaction"),
+		col("dq_warnings", sinks.String, true, "data-quality warnings of the contributing changes and lookups (comma-separated rules); details in dq_quarantine"),
+	},
+	Rules: []quality.Rule{
+		quality.NotNull("inventory", "on_hand", quality.Error),
+		quality.Range("inventory", "on_hand", quality.Error, 0, 100_000_000),
+		quality.Range("inventory", "reserved", quality.Error, 0, 100_000_000),
+	},
+	PartitionBy: "inventory_date",
+	ClusterBy:   []string{"product_key", "warehouse_code"},
+	Upstream:    []string{"dim_date", "dim_product", "fact_sales"},
+	Description: "Daily stock per product and warehouse: end-of-day levels, receipts and shipments; units sold per product on warehouse '*'.",
+}
+
 // Marketing is fact_marketing: campaign activity and the sales attributed to
 // it, per campaign and UTC day.
 var Marketing = Spec{
@@ -102,4 +142,4 @@ var Marketing = Spec{
 }
 
 // All lists the fact pipelines, in dependency order.
-func All() []Spec { return []Spec{Sales, Marketing} }
+func All() []Spec { return []Spec{Sales, Inventory, Marketing} }

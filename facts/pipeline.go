@@ -56,6 +56,8 @@ func NewPipeline(spec Spec, env dimensions.Env) (*Pipeline, error) {
 	switch spec.Name {
 	case Sales.Name:
 		p.t = newSales(p)
+	case Inventory.Name:
+		p.t = newInventory(p)
 	case Marketing.Name:
 		p.t = newMarketing(p)
 	default:

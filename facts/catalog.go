@@ -103,6 +103,50 @@ var Inventory = Spec{
 	Description: "Daily stock per product and warehouse: end-of-day levels, receipts and shipments; units sold per product on warehouse '*'.",
 }
 
+// Cart is fact_cart: what a shopping session did with one product, and how
+// much of it the session's customer then bought.
+var Cart = Spec{
+	Name:       "fact_cart",
+	Inputs:     []string{"cart_events"},
+	FactInputs: []string{Sales.Name},
+	Grain:      []string{"session_id", "product_id"},
+	Lookups: []Lookup{
+		{Dimension: dimensions.Customer, Column: "customer_key", From: "customer_id"},
+		{Dimension: dimensions.Product, Column: "product_key", From: "product_id"},
+	},
+	Measures: []string{"added_units", "removed_units", "checked_out_units", "purchased_units"},
+	Columns: []sinks.Column{
+		col("session_id", sinks.String, false, "grain: the cart session (uuid)"),
+		col("product_id", sinks.Int64, false, "grain: the source product"),
+		col("customer_id", sinks.Int64, true, "the session's customer: of its latest event carrying one; NULL for anonymous sessions"),
+		col("customer_key", sinks.Int64, true, "dim_customer version valid at the row's latest change; NULL anonymous, -1 unknown"),
+		col("product_key", sinks.Int64, true, "dim_product version valid at the row's latest change; -1 unknown"),
+		col("date_key", sinks.Int64, true, "dim_date key of the session's first event (UTC)"),
+		col("session_started_at", sinks.Timestamp, true, "occurred_at of the session's first event"),
+		col("checked_out_at", sinks.Timestamp, true, "occurred_at of the product's latest checkout in the session; NULL without one"),
+		col("added_units", sinks.Int64, true, "units added to the cart"),
+		col("removed_units", sinks.Int64, true, "units removed from the cart"),
+		col("checked_out_units", sinks.Int64, true, "units checked out"),
+		col("purchased_units", sinks.Int64, true, "units in fact_sales items of the session's customer and this product, ordered within an hour after checked_out_at, each item attributed to the latest such checkout only; cancelled and returned orders excluded"),
+		col("source_lsn", sinks.Int64, true, "commit LSN of the latest change that rewrote the row"),
+		col("source_seq", sinks.Int64, true, "index of that change in its transaction"),
+		col("dq_warnings", sinks.String, true, "data-quality warnings of the contributing events and lookups (comma-separated rules); details in dq_quarantine"),
+	},
+	Rules: []quality.Rule{
+		quality.NotNull("cart_events", "session_id", quality.Error),
+		quality.NotNull("cart_events", "product_id", quality.Error),
+		quality.NotNull("cart_events", "action", quality.Error),
+		quality.AcceptedValues("cart_events", "action", quality.Error, "add", "remove", "checkout"),
+		quality.Range("cart_events", "quantity", quality.Error, 1, 1_000),
+		quality.NotNull("cart_events", "occurred_at", quality.Error),
+		quality.Freshness("cart_events", "occurred_at", quality.Warn, 30*24*time.Hour, 5*time.Minute),
+	},
+	PartitionBy: "session_started_at",
+	ClusterBy:   []string{"customer_key", "product_key"},
+	Upstream:    []string{"dim_date", "dim_customer", "dim_product", "fact_sales"},
+	Description: "Cart sessions per product: units added, removed, checked out, and purchased after the checkout.",
+}
+
 // Marketing is fact_marketing: campaign activity and the sales attributed to
 // it, per campaign and UTC day.
 var Marketing = Spec{
@@ -142,4 +186,4 @@ var Marketing = Spec{
 }
 
 // All lists the fact pipelines, in dependency order.
-func All() []Spec { return []Spec{Sales, Inventory, Marketing} }
+func All() []Spec { return []Spec{Sales, Inventory, Cart, Marketing} }

@@ -58,6 +58,8 @@ func NewPipeline(spec Spec, env dimensions.Env) (*Pipeline, error) {
 		p.t = newSales(p)
 	case Inventory.Name:
 		p.t = newInventory(p)
+	case Cart.Name:
+		p.t = newCart(p)
 	case Marketing.Name:
 		p.t = newMarketing(p)
 	default:

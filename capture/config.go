@@ -42,6 +42,12 @@ type Config struct {
 	// MaxInFlight bounds the decoded events waiting for Kafka (default 20000),
 	// which bounds memory whatever the transaction size.
 	MaxInFlight int
+	// WriteLanes is the number of Kafka writes in flight at once (default 1);
+	// a key always uses the same lane, so its changes stay in order. More
+	// lanes encode in parallel, but kafka-go then shares its per-partition
+	// batches between concurrent writes and sends them smaller: measured
+	// slower on a 2-core machine (see bench_test.go).
+	WriteLanes int
 	// SnapshotChunk is the number of rows read per snapshot query (default 10000).
 	SnapshotChunk int
 	// StateTable records the slots this capture created, so that a slot that
@@ -82,6 +88,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 20000
+	}
+	if c.WriteLanes == 0 {
+		c.WriteLanes = 1
 	}
 	if c.SnapshotChunk == 0 {
 		c.SnapshotChunk = 10000
@@ -134,7 +143,7 @@ func (c Config) Validate() error {
 	if c.MarkInterval < 0 {
 		errs = append(errs, fmt.Errorf("mark interval %s is negative", c.MarkInterval))
 	}
-	if c.ChunkEvents < 0 || c.MaxInFlight < 0 || c.SnapshotChunk < 0 {
+	if c.ChunkEvents < 0 || c.MaxInFlight < 0 || c.SnapshotChunk < 0 || c.WriteLanes < 0 {
 		errs = append(errs, errors.New("chunk sizes must not be negative"))
 	}
 	if c.MaxInFlight > 0 && c.ChunkEvents > c.MaxInFlight {

@@ -209,7 +209,11 @@ func TestSchemaChange(t *testing.T) {
 			t.Fatal(err)
 		}
 		fps[d.Fingerprint] = true
-		byID[r.Event.After["id"].(int64)] = r.Event.After
+		id, ok := r.Event.After["id"].(int64)
+		if !ok {
+			t.Fatalf("record p%d@%d: %+v", r.Partition, r.Offset, r.Event)
+		}
+		byID[id] = r.Event.After
 	}
 	if len(fps) != 4 {
 		t.Errorf("%d schema versions, want 4", len(fps))

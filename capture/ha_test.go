@@ -99,14 +99,10 @@ func TestHATakeover(t *testing.T) {
 	wg.Wait()
 	fence := capturetest.Fence(t, db)
 	v := streamtest.NewValidator()
-	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	recs := streamtest.ReadAll(rctx, t, capturetest.Brokers(), stream.Topic("cdc", schema, "kv"), stream.NewCodecs(), fence, v)
-	evs := make([]stream.Event, 0, len(recs))
-	for _, r := range recs {
-		evs = append(evs, r.Event)
-	}
-	assertTable(t, db, tbl, replay(evs))
+	topic := stream.Topic("cdc", schema, "kv")
+	recs := capturetest.ReadUntil(t, topic, stream.NewCodecs(), fence, 2*time.Minute)
+	validate(v, topic, recs)
+	assertTable(t, db, tbl, replay(capturetest.Events(recs)))
 	v.Check(t)
 	if s := slotHolder(t, db, cfg.Slot); s != leader {
 		t.Errorf("slot held by %q, want %q", s, leader)

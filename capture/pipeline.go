@@ -2,8 +2,11 @@ package capture
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +51,7 @@ type pipeline struct {
 	units     chan unit
 	sem       *semaphore.Weighted
 	maxBatch  int
+	lanes     int
 	markEvery time.Duration
 	metrics   *metrics
 
@@ -68,7 +72,8 @@ func newPipeline(w Writer, cfg Config, start stream.LSN, log *slog.Logger, m *me
 		log:        log,
 		units:      make(chan unit, 4096),
 		sem:        semaphore.NewWeighted(int64(cfg.MaxInFlight)),
-		maxBatch:   max(cfg.ChunkEvents, cfg.MaxInFlight/2),
+		maxBatch:   max(cfg.ChunkEvents, cfg.MaxInFlight/4),
+		lanes:      cfg.WriteLanes,
 		markEvery:  cfg.MarkInterval,
 		metrics:    m,
 		registered: map[string]stream.TableSchema{},
@@ -111,47 +116,77 @@ func (p *pipeline) ack(lsn stream.LSN) {
 	}
 }
 
+// Kafka writes run on several lanes at once, so that encoding and waiting
+// for acknowledgements overlap and use more than one core. A key always takes
+// the same lane, so its changes stay in order. LSNs are acknowledged, and
+// markers written, only once every lane has finished everything queued
+// before them: a step completes in order, after its predecessors.
+const laneDepth = 2 // jobs queued per lane
+
+type job struct {
+	id     uint64
+	events []stream.Event
+}
+
+type jobDone struct {
+	id  uint64
+	err error
+}
+
+// step is a flushed batch (or a control waiting for its turn) in the ordered
+// completion queue.
+type step struct {
+	id        uint64
+	remaining int // lane jobs not yet acknowledged
+	commits   []txnEnd
+	idle      stream.LSN
+	barrier   chan error
+	mark      stream.LSN
+}
+
 // run consumes units until the channel is closed (graceful stop: everything
 // queued is written) or ctx fails.
 func (p *pipeline) run(ctx context.Context) error {
+	laneCtx, cancelLanes := context.WithCancel(ctx)
+	lanes := make([]chan job, p.lanes)
+	done := make(chan jobDone, p.lanes*(laneDepth+1))
+	var wg sync.WaitGroup
+	for i := range lanes {
+		lanes[i] = make(chan job, laneDepth)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range lanes[i] {
+				start := time.Now()
+				err := p.w.Write(laneCtx, j.events)
+				if err == nil {
+					p.metrics.written(laneCtx, j.events, time.Since(start))
+				} else {
+					err = fmt.Errorf("write to kafka: %w", err)
+				}
+				p.sem.Release(int64(len(j.events)))
+				done <- jobDone{j.id, err}
+			}
+		}()
+	}
+	defer func() {
+		for _, l := range lanes {
+			close(l)
+		}
+		cancelLanes()
+		wg.Wait()
+	}()
+
 	var (
-		batch   []stream.Event
+		cur     = make([][]stream.Event, p.lanes)
+		curN    int
 		commits []txnEnd
-		weight  int64
+		queue   []*step
+		steps   = map[uint64]*step{}
+		nextID  uint64
 	)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	flush := func() error {
-		if p.resume != nil && len(batch) > 0 {
-			n := len(batch)
-			var active bool
-			batch, active = p.resume.filter(batch, p.codec)
-			if d := n - len(batch); d > 0 {
-				p.log.Debug("skipped changes already in kafka", "count", d)
-				p.skipped += d
-			}
-			if !active {
-				p.log.Info("resumed past what the previous run published", "skipped", p.skipped)
-				p.resume = nil
-			}
-		}
-		if len(batch) > 0 {
-			start := time.Now()
-			if err := p.w.Write(ctx, batch); err != nil {
-				return fmt.Errorf("write to kafka: %w", err)
-			}
-			p.metrics.written(ctx, batch, time.Since(start))
-		}
-		if weight > 0 {
-			p.sem.Release(weight)
-		}
-		for _, c := range commits {
-			p.ack(c.end)
-			p.wantMark = max(p.wantMark, c.commit)
-		}
-		batch, commits, weight = batch[:0], commits[:0], 0
-		return nil
-	}
 	mark := func(force bool) error {
 		if p.wantMark <= p.marked {
 			return nil
@@ -167,15 +202,143 @@ func (p *pipeline) run(ctx context.Context) error {
 		p.marked, p.lastMark = p.wantMark, time.Now()
 		return nil
 	}
+	// complete takes the steps at the head of the queue whose jobs all finished.
+	complete := func() error {
+		for len(queue) > 0 && queue[0].remaining == 0 {
+			st := queue[0]
+			queue = queue[1:]
+			delete(steps, st.id)
+			for _, c := range st.commits {
+				p.ack(c.end)
+				p.wantMark = max(p.wantMark, c.commit)
+			}
+			if st.idle != 0 {
+				p.ack(st.idle)
+				// A commit could start exactly at the WAL end: the marker stays below it.
+				p.wantMark = max(p.wantMark, st.idle-1)
+			}
+			if st.barrier != nil {
+				p.wantMark = max(p.wantMark, st.mark)
+				if err := mark(true); err != nil {
+					return err
+				}
+				close(st.barrier)
+			}
+		}
+		return nil
+	}
+	enqueue := func(st *step) error {
+		nextID++
+		st.id = nextID
+		queue = append(queue, st)
+		steps[st.id] = st
+		return complete()
+	}
+	onDone := func(d jobDone) error {
+		if d.err != nil {
+			return d.err
+		}
+		if st := steps[d.id]; st != nil {
+			st.remaining--
+		}
+		return complete()
+	}
+	flush := func() error {
+		if curN == 0 && len(commits) == 0 {
+			return nil
+		}
+		st := &step{commits: commits}
+		nextID++
+		st.id = nextID
+		steps[st.id] = st
+		queue = append(queue, st)
+		for _, evs := range cur {
+			if len(evs) > 0 {
+				st.remaining++
+			}
+		}
+		for l, evs := range cur {
+			if len(evs) == 0 {
+				continue
+			}
+			// Keep taking completions while a lane is full: lanes block on done.
+			for sent := false; !sent; {
+				select {
+				case lanes[l] <- job{st.id, evs}:
+					sent = true
+				case d := <-done:
+					if err := onDone(d); err != nil {
+						return err
+					}
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				}
+			}
+			cur[l] = nil
+		}
+		curN, commits = 0, nil
+		return complete()
+	}
+	// drain waits until everything queued is acknowledged.
+	drain := func() error {
+		if err := flush(); err != nil {
+			return err
+		}
+		for len(queue) > 0 {
+			select {
+			case d := <-done:
+				if err := onDone(d); err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+		return nil
+	}
+	add := func(evs []stream.Event) error {
+		if p.resume != nil && len(evs) > 0 {
+			n := len(evs)
+			var active bool
+			evs, active = p.resume.filter(evs, p.codec)
+			if d := n - len(evs); d > 0 {
+				p.sem.Release(int64(d))
+				p.skipped += d
+			}
+			if !active {
+				p.log.Info("resumed past what the previous run published", "skipped", p.skipped)
+				p.resume = nil
+			}
+		}
+		for i := range evs {
+			ev := evs[i]
+			if ev.Op == stream.OpTruncate {
+				// The writer sends a truncate to every partition: every lane
+				// must be past what came before it.
+				if err := drain(); err != nil {
+					return err
+				}
+				if err := p.w.Write(ctx, []stream.Event{ev}); err != nil {
+					return fmt.Errorf("write truncate to kafka: %w", err)
+				}
+				p.sem.Release(1)
+				continue
+			}
+			l := laneOf(&ev, p.lanes)
+			cur[l] = append(cur[l], ev)
+			curN++
+		}
+		return nil
+	}
 	handle := func(u unit) error {
 		switch {
 		case u.register != nil:
-			if err := flush(); err != nil {
+			if err := drain(); err != nil {
 				return err
 			}
 			return p.register(ctx, u.register)
 		case u.resume != nil:
-			if err := flush(); err != nil {
+			if err := drain(); err != nil {
 				return err
 			}
 			p.resume = u.resume
@@ -185,25 +348,20 @@ func (p *pipeline) run(ctx context.Context) error {
 			if err := flush(); err != nil {
 				return err
 			}
-			p.ack(u.idle)
-			// A commit could start exactly at the WAL end: the marker stays below it.
-			p.wantMark = max(p.wantMark, u.idle-1)
+			return enqueue(&step{idle: u.idle})
 		case u.barrier != nil:
 			if err := flush(); err != nil {
 				return err
 			}
-			p.wantMark = max(p.wantMark, u.mark)
-			if err := mark(true); err != nil {
+			return enqueue(&step{barrier: u.barrier, mark: u.mark})
+		default:
+			if err := add(u.events); err != nil {
 				return err
 			}
-			close(u.barrier)
-		default:
-			batch = append(batch, u.events...)
-			weight += int64(len(u.events))
 			if u.commit != nil {
 				commits = append(commits, *u.commit)
 			}
-			if len(batch) >= p.maxBatch {
+			if curN >= p.maxBatch {
 				return flush()
 			}
 		}
@@ -213,7 +371,7 @@ func (p *pipeline) run(ctx context.Context) error {
 		select {
 		case u, ok := <-p.units:
 			if !ok {
-				if err := flush(); err != nil {
+				if err := drain(); err != nil {
 					return err
 				}
 				return mark(true)
@@ -221,13 +379,13 @@ func (p *pipeline) run(ctx context.Context) error {
 			if err := handle(u); err != nil {
 				return err
 			}
-			// Take whatever else is already queued into the same write.
-		drain:
-			for len(batch) < p.maxBatch {
+			// Take whatever else is already queued into the same flush.
+		more:
+			for curN < p.maxBatch {
 				select {
 				case u, ok := <-p.units:
 					if !ok {
-						if err := flush(); err != nil {
+						if err := drain(); err != nil {
 							return err
 						}
 						return mark(true)
@@ -236,23 +394,55 @@ func (p *pipeline) run(ctx context.Context) error {
 						return err
 					}
 				default:
-					break drain
+					break more
 				}
 			}
 			if err := flush(); err != nil {
 				return err
 			}
-			if err := mark(false); err != nil {
+		case d := <-done:
+			if err := onDone(d); err != nil {
 				return err
 			}
 		case <-timer.C:
 			if err := mark(true); err != nil {
 				return err
 			}
+			continue
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
+		if err := mark(false); err != nil {
+			return err
+		}
 	}
+}
+
+// laneOf picks a key's lane: the same key values always give the same lane.
+func laneOf(ev *stream.Event, lanes int) int {
+	if lanes == 1 {
+		return 0
+	}
+	var sum uint64
+	for k, v := range ev.Key { // order-independent: a sum of per-column hashes
+		h := fnv.New64a()
+		h.Write([]byte(k))
+		switch x := v.(type) {
+		case int64:
+			var b [8]byte
+			binary.LittleEndian.PutUint64(b[:], uint64(x))
+			h.Write(b[:])
+		case string:
+			h.Write([]byte(x))
+		case []byte:
+			h.Write(x)
+		case nil:
+		default:
+			fmt.Fprint(h, x)
+		}
+		sum += h.Sum64()
+	}
+	return int(sum % uint64(lanes))
 }
 
 func (p *pipeline) register(ctx context.Context, rel *relation) error {

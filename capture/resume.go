@@ -24,9 +24,14 @@ import (
 // provably there already:
 //   - every change at or below the highest watermark marker found (a marker is
 //     written only after Kafka acknowledged everything below it);
-//   - every change whose position the partition it belongs to already holds
-//     after its last marker.
+//   - every change whose position the partition it belongs to already holds.
 // Nothing is dropped on a guess: a change that cannot be found is re-sent.
+//
+// A marker is not a clean cut in a partition: records above it can precede
+// it (a marker waits for the coalescing interval, and write lanes finish out
+// of order). Those records are at most what was in flight around the marker,
+// so the scan goes back tailMargin records before the last marker, and keeps
+// every position above the highest marker found.
 
 // resumeState is what the previous run left at the end of the topics.
 type resumeState struct {
@@ -37,9 +42,9 @@ type resumeState struct {
 }
 
 // maxTailScan bounds how far back a partition is searched for its last marker.
-const maxTailScan = 1 << 20
+const maxTailScan = 1 << 22
 
-func readResume(ctx context.Context, brokers []string, topics []string) (*resumeState, error) {
+func readResume(ctx context.Context, brokers []string, topics []string, margin int64) (*resumeState, error) {
 	admin := stream.NewAdmin(brokers)
 	client := admin.Client()
 	rs := &resumeState{parts: map[string]int{}, seen: map[string][]map[stream.Position]struct{}{}}
@@ -65,7 +70,7 @@ func readResume(ctx context.Context, brokers []string, topics []string) (*resume
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				t, err := readTail(ctx, client, topic, p, first[p], end[p])
+				t, err := readTail(ctx, client, topic, p, first[p], end[p], margin)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -84,6 +89,16 @@ func readResume(ctx context.Context, brokers []string, topics []string) (*resume
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// At or below the highest marker, the marker rule decides.
+	for _, parts := range rs.seen {
+		for _, seen := range parts {
+			for pos := range seen {
+				if pos.LSN <= rs.marker {
+					delete(seen, pos)
+				}
+			}
+		}
+	}
 	return rs, nil
 }
 
@@ -93,26 +108,29 @@ type tail struct {
 	seen   map[stream.Position]struct{}
 }
 
-func readTail(ctx context.Context, client *kafka.Client, topic string, p int, first, end int64) (tail, error) {
-	for k := int64(256); ; k *= 8 {
+func readTail(ctx context.Context, client *kafka.Client, topic string, p int, first, end int64, margin int64) (tail, error) {
+	for k := max(4096, 2*margin); ; k *= 4 {
 		start := max(first, end-k)
-		t, err := scanPartition(ctx, client, topic, p, start, end)
-		if err != nil || t.marker != 0 || start == first || k >= maxTailScan {
+		t, lastMarker, err := scanPartition(ctx, client, topic, p, start, end)
+		if err != nil || start == first || k >= maxTailScan || (lastMarker >= 0 && lastMarker-start >= margin) {
 			return t, err
 		}
 	}
 }
 
-func scanPartition(ctx context.Context, client *kafka.Client, topic string, p int, start, end int64) (tail, error) {
+// scanPartition reads [start, end) and returns the highest marker, every data
+// position, and the offset of the last marker (-1 if none).
+func scanPartition(ctx context.Context, client *kafka.Client, topic string, p int, start, end int64) (tail, int64, error) {
 	t := tail{seen: map[stream.Position]struct{}{}}
+	lastMarker := int64(-1)
 	for off := start; off < end; {
 		res, err := client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: p, Offset: off,
 			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
 		if err != nil {
-			return t, err
+			return t, lastMarker, err
 		}
 		if res.Error != nil {
-			return t, res.Error
+			return t, lastMarker, res.Error
 		}
 		n := 0
 		for {
@@ -121,17 +139,16 @@ func scanPartition(ctx context.Context, client *kafka.Client, topic string, p in
 				break
 			}
 			if err != nil {
-				return t, err
+				return t, lastMarker, err
 			}
 			if rec.Offset < off || rec.Offset >= end {
 				continue
 			}
 			n++
 			off = rec.Offset + 1
-			msg := kafka.Message{Headers: rec.Headers}
-			if lsn, ok := stream.MarkerLSN(msg); ok {
+			if lsn, ok := stream.MarkerLSN(kafka.Message{Headers: rec.Headers}); ok {
 				t.marker = max(t.marker, lsn)
-				clear(t.seen) // below a marker, the marker rule decides
+				lastMarker = rec.Offset
 				continue
 			}
 			if pos, ok := recordPosition(rec.Headers); ok {
@@ -148,7 +165,7 @@ func scanPartition(ctx context.Context, client *kafka.Client, topic string, p in
 			off++ // a gap (compaction, transaction markers): step over it
 		}
 	}
-	return t, nil
+	return t, lastMarker, nil
 }
 
 func recordPosition(hs []kafka.Header) (stream.Position, bool) {

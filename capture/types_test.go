@@ -145,6 +145,14 @@ func TestTypes(t *testing.T) {
 			}
 			if got != 3*len(tc.values) {
 				t.Errorf("%d events, want %d", got, 3*len(tc.values))
+				for _, r := range recs {
+					if r.Marker != 0 {
+						t.Logf("p%d@%d marker %s", r.Partition, r.Offset, r.Marker)
+					} else {
+						t.Logf("p%d@%d %s %s id=%v", r.Partition, r.Offset, r.Event.Op, r.Event.Pos, r.Event.After["id"])
+					}
+				}
+				t.Logf("fence %s", fence)
 			}
 			// The registered schema keeps the type.
 			for _, r := range recs {

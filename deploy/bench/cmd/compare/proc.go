@@ -21,7 +21,8 @@ type procStat struct {
 	CPU    time.Duration
 }
 
-// readProc reads /proc/<pid>/status and /proc/<pid>/stat; ok is false once the process is gone.
+// readProc reads /proc/<pid>/status and /proc/<pid>/stat; ok is false once the process is gone
+// or a zombie (whose status has no memory lines: reading it would report a peak of 0).
 func readProc(pid int) (procStat, bool) {
 	var st procStat
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -36,6 +37,9 @@ func readProc(pid int) (procStat, bool) {
 				st.HWMKiB, _ = strconv.ParseInt(f[0], 10, 64)
 			}
 		}
+	}
+	if st.HWMKiB == 0 {
+		return st, false
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {

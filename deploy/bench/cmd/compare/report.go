@@ -232,6 +232,11 @@ func describeMachine(ctx context.Context, root string, src *source) machine {
 	}
 	if out, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.Commit = strings.TrimSpace(string(out))
+		// The figures are of the code that was built: say so when it is not the commit's.
+		if st, err := exec.CommandContext(ctx, "git", "-C", root, "status", "--porcelain", "--untracked-files=no",
+			"--", "capture", "stream", "deploy/bench", "go.mod").Output(); err == nil && len(st) > 0 {
+			m.Commit += "-dirty"
+		}
 	}
 	return m
 }

@@ -48,8 +48,9 @@ type Config struct {
 	// batches between concurrent writes and sends them smaller: measured
 	// slower on a 2-core machine (see bench_test.go).
 	WriteLanes int
-	// SnapshotChunk is the number of rows read per snapshot query (default 10000).
-	SnapshotChunk int
+	// SnapshotWorkers is the number of connections reading tables of the
+	// initial snapshot at once, all in the slot's exported snapshot (default 2).
+	SnapshotWorkers int
 	// StateTable records the slots this capture created, so that a slot that
 	// disappears is noticed instead of silently re-snapshotted
 	// (default "public.starstream_capture_state").
@@ -92,8 +93,8 @@ func (c Config) WithDefaults() Config {
 	if c.WriteLanes == 0 {
 		c.WriteLanes = 1
 	}
-	if c.SnapshotChunk == 0 {
-		c.SnapshotChunk = 10000
+	if c.SnapshotWorkers == 0 {
+		c.SnapshotWorkers = 2
 	}
 	if c.StateTable == "" {
 		c.StateTable = defaultStateTable
@@ -143,7 +144,7 @@ func (c Config) Validate() error {
 	if c.MarkInterval < 0 {
 		errs = append(errs, fmt.Errorf("mark interval %s is negative", c.MarkInterval))
 	}
-	if c.ChunkEvents < 0 || c.MaxInFlight < 0 || c.SnapshotChunk < 0 || c.WriteLanes < 0 {
+	if c.ChunkEvents < 0 || c.MaxInFlight < 0 || c.SnapshotWorkers < 0 || c.WriteLanes < 0 {
 		errs = append(errs, errors.New("chunk sizes must not be negative"))
 	}
 	if c.MaxInFlight > 0 && c.ChunkEvents > c.MaxInFlight {

@@ -1,8 +1,3 @@
-// Package capture reads changes of PostgreSQL tables through a logical
-// replication slot (pgoutput), after a consistent initial snapshot, and
-// publishes them to Kafka through a stream.Writer: one topic per table,
-// watermark markers after commits and while idle, and LSNs confirmed to
-// PostgreSQL only after Kafka acknowledged everything at or below them.
 package capture
 
 import (

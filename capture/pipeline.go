@@ -34,7 +34,7 @@ type unit struct {
 	register *relation    // register a table version before later events use it
 	resume   *resumeState // filter out what a previous run already published
 	idle     stream.LSN   // server WAL end seen with no transaction in flight
-	barrier  chan error   // closed (or sent an error) once everything before is acknowledged
+	barrier  chan error   // closed once everything before is acknowledged and marked
 	mark     stream.LSN   // watermark to publish (with barrier)
 }
 

@@ -1,0 +1,36 @@
+// Package capture reads changes of PostgreSQL tables through a logical
+// replication slot (pgoutput), after a consistent initial snapshot, and
+// publishes them to Kafka through a stream.Writer: one topic per table
+// (cdc.<schema>.<table>), watermark markers after commits and while idle, and
+// LSNs confirmed to PostgreSQL only after Kafka acknowledged everything at or
+// below them.
+//
+// Lifecycle of a slot. Run creates the publication and the slot if missing.
+// A new slot exports its snapshot: SnapshotWorkers connections import it and
+// read every published table (OpSnapshot events at the consistent point),
+// then streaming starts at the consistent point: no gap, no overlap. The
+// state table (Config.StateTable, in the source database) records each slot
+// capture created and whether its snapshot finished; it is written before
+// the slot, so:
+//   - slot and finished record: resume from confirmed_flush_lsn, no snapshot;
+//   - record but no slot (dropped, or the database was restored/failed over):
+//     ErrSlotLost, terminal; wal_status lost: ErrSlotInvalidated, terminal.
+//     Nothing is re-snapshotted silently: Reset is the recovery;
+//   - unfinished record (crash during the snapshot, or Reset): a new slot and
+//     snapshot, each table's rows preceded by a truncate event so rows deleted
+//     meanwhile do not linger downstream;
+//   - slot without record: made by someone else; adopted without snapshot.
+//
+// Delivery. Changes are at-least-once with stable positions (commit LSN,
+// index in the transaction). On restart, capture reads the end of its topics
+// (Config.Brokers) and skips what Kafka already holds, so a re-sent change
+// never follows a newer version of its key, nor a marker at or above it.
+//
+// High availability. Processes sharing a slot elect a leader with a session
+// advisory lock; standbys take over within about a second of its death.
+//
+// Decoding. Values take the Go types stream.Kind documents; snapshot and
+// streaming share the decoders of capture/internal/pgdecode. Unchanged TOAST
+// values are listed in Event.Unchanged (and filled from the old row under
+// REPLICA IDENTITY FULL), never turned into NULL.
+package capture

@@ -162,7 +162,7 @@ func (p *Pipeline) Process(ctx context.Context, b stream.Batch) (stream.Result, 
 	if err := p.write(ctx, rows, q); err != nil {
 		return stream.Result{}, err
 	}
-	res.Dead = q.Dead
+	res.Dead, res.Quarantined = q.Dead, len(q.Rows)
 	p.applied.Add(int64(len(res.Out)))
 	if p.env.Metrics != nil {
 		p.env.Metrics.Applied(ctx, p.spec.Name, len(b.Records))

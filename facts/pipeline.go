@@ -201,7 +201,7 @@ func (p *Pipeline) Process(ctx context.Context, b stream.Batch) (stream.Result, 
 		}
 		res.Out = append(res.Out, ev)
 	}
-	res.Dead = q.Dead
+	res.Dead, res.Quarantined = q.Dead, len(q.Rows)
 	if p.env.Metrics != nil {
 		p.env.Metrics.Applied(ctx, p.spec.Name, len(b.Records))
 		p.env.Metrics.DQ(ctx, p.spec.Name, q.Counts)

@@ -16,13 +16,15 @@ import (
 // It is safe for concurrent use.
 type Codecs struct {
 	mu     sync.RWMutex
+	raw    map[uint64]string // loaded from the schema topic, compiled on first use
 	byFP   map[uint64]*goavro.Codec
 	schema map[uint64]string
+	names  map[uint64][2]string // envelope fingerprint → schema, table (from the namespace)
 }
 
 // NewCodecs returns an empty set of codecs.
 func NewCodecs() *Codecs {
-	return &Codecs{byFP: map[uint64]*goavro.Codec{}, schema: map[uint64]string{}}
+	return &Codecs{raw: map[uint64]string{}, byFP: map[uint64]*goavro.Codec{}, schema: map[uint64]string{}, names: map[uint64][2]string{}}
 }
 
 // Add compiles an Avro schema and returns its fingerprint.
@@ -36,16 +38,44 @@ func (c *Codecs) Add(schemaJSON string) (uint64, error) {
 	if _, ok := c.byFP[codec.Rabin]; !ok {
 		c.byFP[codec.Rabin] = codec
 		c.schema[codec.Rabin] = schemaJSON
+		var ns struct {
+			Namespace string `json:"namespace"`
+		}
+		_ = json.Unmarshal([]byte(schemaJSON), &ns)
+		if parts := strings.Split(ns.Namespace, "."); len(parts) == 3 && parts[0] == "starstream" {
+			c.names[codec.Rabin] = [2]string{parts[1], parts[2]}
+		}
 	}
 	return codec.Rabin, nil
 }
 
-// Lookup returns the codec of a fingerprint.
+// AddRaw records a schema under its fingerprint without compiling it yet: a
+// schema topic holds many more schemas than a process reads.
+func (c *Codecs) AddRaw(fp uint64, schemaJSON string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.byFP[fp]; !ok {
+		c.raw[fp] = schemaJSON
+	}
+}
+
+// Lookup returns the codec of a fingerprint, compiling a raw schema on first use.
 func (c *Codecs) Lookup(fp uint64) (*goavro.Codec, bool) {
 	c.mu.RLock()
-	defer c.mu.RUnlock()
 	codec, ok := c.byFP[fp]
-	return codec, ok
+	raw, pending := c.raw[fp]
+	c.mu.RUnlock()
+	if ok || !pending {
+		return codec, ok
+	}
+	got, err := c.Add(raw)
+	c.mu.Lock()
+	delete(c.raw, fp)
+	c.mu.Unlock()
+	if err != nil || got != fp {
+		return nil, false
+	}
+	return c.Lookup(fp)
 }
 
 // Schema returns the schema text of a fingerprint.
@@ -256,16 +286,13 @@ func (c *Codecs) DecodeEvent(value []byte) (Decoded, error) {
 	if !ok {
 		return Decoded{Fingerprint: fp}, fmt.Errorf("%w: value is not an envelope", ErrPoison)
 	}
-	var ns struct {
-		Namespace string `json:"namespace"`
+	c.mu.RLock()
+	name, named := c.names[fp]
+	c.mu.RUnlock()
+	if !named {
+		return Decoded{Fingerprint: fp}, fmt.Errorf("%w: schema %016x is not a starstream.<schema>.<table> envelope", ErrPoison, fp)
 	}
-	schemaJSON, _ := c.Schema(fp)
-	_ = json.Unmarshal([]byte(schemaJSON), &ns)
-	parts := strings.Split(ns.Namespace, ".")
-	if len(parts) != 3 || parts[0] != "starstream" {
-		return Decoded{Fingerprint: fp}, fmt.Errorf("%w: schema namespace %q is not starstream.<schema>.<table>", ErrPoison, ns.Namespace)
-	}
-	ev := Event{Schema: parts[1], Table: parts[2]}
+	ev := Event{Schema: name[0], Table: name[1]}
 	op, _ := env["op"].(string)
 	ev.Op = Op(op)
 	lsn, _ := env["lsn"].(int64)

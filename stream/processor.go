@@ -25,9 +25,10 @@ type Step interface {
 
 // Result is what a Step produced from a batch.
 type Result struct {
-	Out   []Event      // records for the output topics
-	State []Event      // state records (restored on the next assignment)
-	Dead  []DeadLetter // input records refused (failed data-quality rules), with the reason
+	Out         []Event      // records for the output topics
+	State       []Event      // state records (restored on the next assignment)
+	Dead        []DeadLetter // input records refused (failed data-quality rules), with the reason
+	Quarantined int          // rows that failed a data-quality rule (errors and warnings)
 }
 
 // DeadLetter is an input record sent to the dead-letter topic with its reason.
@@ -70,13 +71,14 @@ type Processor struct {
 	step   Step
 	log    *slog.Logger
 
-	mu        sync.Mutex
-	watermark LSN
-	markedAt  time.Time // when the watermark last advanced
-	standby   bool
-	lastError string
-	processed int64
-	deadLet   int64
+	mu          sync.Mutex
+	watermark   LSN
+	markedAt    time.Time // when the watermark last advanced
+	standby     bool
+	lastError   string
+	processed   int64
+	deadLet     int64
+	quarantined int64
 }
 
 // NewProcessor returns a processor. The writer must have the step's output
@@ -122,19 +124,20 @@ func (p *Processor) Run(ctx context.Context) error {
 
 // Stats is a snapshot of a processor's progress.
 type Stats struct {
-	Watermark  LSN
-	MarkedAt   time.Time // when the watermark last advanced
-	Standby    bool      // another member of the group is active; this one waits
-	Processed  int64
-	DeadLetter int64
-	LastError  string
+	Watermark   LSN
+	MarkedAt    time.Time // when the watermark last advanced
+	Standby     bool      // another member of the group is active; this one waits
+	Processed   int64
+	DeadLetter  int64
+	Quarantined int64
+	LastError   string
 }
 
 // Stats returns the processor's progress.
 func (p *Processor) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{Watermark: p.watermark, MarkedAt: p.markedAt, Standby: p.standby, Processed: p.processed, DeadLetter: p.deadLet, LastError: p.lastError}
+	return Stats{Watermark: p.watermark, MarkedAt: p.markedAt, Standby: p.standby, Processed: p.processed, DeadLetter: p.deadLet, Quarantined: p.quarantined, LastError: p.lastError}
 }
 
 // Standby records whether the group made another member active.
@@ -147,20 +150,18 @@ func (p *Processor) Standby(on bool) {
 // Assigned rebuilds the step's state up to the newest checkpoint at or before
 // the committed offsets and returns that checkpoint's offsets.
 func (p *Processor) Assigned(ctx context.Context, committed Offsets) (Offsets, error) {
-	if _, err := LoadSchemas(ctx, p.cfg.Consumer.Brokers, p.cfg.Consumer.SchemaTopic, p.codecs); err != nil {
-		return nil, err
-	}
+	dec := newDecoder(p.cfg.Consumer.Brokers, p.cfg.Consumer.SchemaTopic, p.codecs)
 	var records []Event
 	cut, start, watermark := 0, Offsets{}, LSN(0)
 	err := ScanToEnd(ctx, p.cfg.Consumer.Brokers, p.cfg.StateTopic, func(m kafka.Message) error {
 		if _, ok := MarkerLSN(m); ok {
 			return nil
 		}
-		dec, err := p.codecs.DecodeEvent(m.Value)
-		if err != nil {
-			return fmt.Errorf("state topic %s@%d: %w", p.cfg.StateTopic, m.Offset, err)
+		rec := dec.decode(ctx, m)
+		if rec.Err != nil {
+			return fmt.Errorf("state topic %s@%d: %w", p.cfg.StateTopic, m.Offset, rec.Err)
 		}
-		ev := dec.Event
+		ev := rec.Event
 		if ev.Schema == checkpointSchema.Schema && ev.Table == checkpointSchema.Table {
 			var ck Offsets
 			text, _ := ev.After["offsets"].(string)
@@ -278,6 +279,7 @@ func (p *Processor) Handle(ctx context.Context, b Batch) error {
 	}
 	p.processed += int64(len(good))
 	p.deadLet += int64(len(dead))
+	p.quarantined += int64(res.Quarantined)
 	p.lastError = ""
 	p.mu.Unlock()
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -20,10 +21,14 @@ func LoadSchemas(ctx context.Context, brokers []string, topic string, codecs *Co
 		if len(m.Value) == 0 {
 			return nil
 		}
+		loaded++
+		if fp, err := strconv.ParseUint(string(m.Key), 16, 64); err == nil {
+			codecs.AddRaw(fp, string(m.Value))
+			return nil
+		}
 		if _, err := codecs.Add(string(m.Value)); err != nil {
 			return fmt.Errorf("load schema %s: %w", m.Key, err)
 		}
-		loaded++
 		return nil
 	})
 	if err != nil {

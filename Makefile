@@ -26,6 +26,11 @@ demo: up
 build:
 	go build -o starstream ./cmd/starstream
 
+.PHONY: chromium
+# Headless Chromium for the status-page browser test (Debian's package).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
 .PHONY: test
-test: up
+test: up chromium
 	go test -count=1 -p 2 -timeout 20m ./...

@@ -6,10 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/starstream/starstream/capture"
+	"github.com/starstream/starstream/cmd/starstream/internal/telemetry"
 	"github.com/starstream/starstream/dimensions"
 	"github.com/starstream/starstream/sinks"
 	"github.com/starstream/starstream/sinks/bigquery"
@@ -78,10 +81,47 @@ func (a *app) writer() (*stream.Writer, error) {
 	return stream.NewWriter(stream.WriterConfig{Brokers: a.cfg.Kafka.Brokers, Topics: a.topics()}, a.codecs, a.log)
 }
 
-// capture builds the capture of the configured schema.
-func (a *app) capture(w capture.Writer) (*capture.Capture, error) {
+// capture builds the capture of the configured schema; meter may be nil.
+func (a *app) capture(w capture.Writer, meter metric.Meter) (*capture.Capture, error) {
 	return capture.New(capture.Config{DSN: a.cfg.Postgres.DSN, Slot: a.cfg.Postgres.Slot, Publication: a.cfg.Postgres.Publication,
-		Schemas: []string{a.cfg.Postgres.Schema}}, w, a.log)
+		Schemas: []string{a.cfg.Postgres.Schema}, Meter: meter}, w, a.log)
+}
+
+// observed is what a long-running command shares: telemetry, and the pipeline
+// environment with its metrics.
+type observed struct {
+	tel *telemetry.Telemetry
+	env dimensions.Env
+	db  *pgxpool.Pool // nil when the source is not reachable from this process
+}
+
+// observe sets up telemetry for a long-running command. The source connection
+// only feeds watermark ages, so a process that cannot reach it still runs.
+func (a *app) observe(ctx context.Context, sink sinks.Sink) (*observed, error) {
+	tel, err := a.newTelemetry(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o := &observed{tel: tel, env: a.env(sink)}
+	if o.env.Metrics, err = dimensions.NewMetrics(tel.Meter("github.com/starstream/starstream/dimensions")); err != nil {
+		return nil, err
+	}
+	if db, err := a.pool(ctx); err == nil {
+		o.db = db
+	} else {
+		a.log.Warn("source database unreachable: watermark ages will be unknown", "error", err)
+	}
+	return o, nil
+}
+
+// close releases what observe opened.
+func (o *observed) close() {
+	if o.db != nil {
+		o.db.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = o.tel.Shutdown(ctx)
 }
 
 // pool connects to the source database.

@@ -16,6 +16,10 @@ import (
 	"github.com/starstream/starstream/facts"
 	"github.com/starstream/starstream/sinks"
 	"github.com/starstream/starstream/sinks/bigquery"
+	"github.com/starstream/starstream/sinks/duckdb"
+
+	"github.com/starstream/starstream/cmd/starstream/internal/status"
+	"github.com/starstream/starstream/cmd/starstream/internal/verify"
 )
 
 func newRoot() *cobra.Command {
@@ -44,7 +48,8 @@ func newRoot() *cobra.Command {
 	a = &app{}
 	root.PersistentFlags().StringVar(&configPath, "config", os.Getenv("STARSTREAM_CONFIG"), "YAML configuration file (defaults are embedded)")
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "", "debug, info, warn or error")
-	root.AddCommand(captureCmd(a), runCmd(a), demoCmd(a), seedCmd(a), generateCmd(a), queryCmd(a), ddlCmd(a), dagCmd(), configCmd(a))
+	root.AddCommand(captureCmd(a), runCmd(a), demoCmd(a), seedCmd(a), generateCmd(a), queryCmd(a), ddlCmd(a), dagCmd(), configCmd(a),
+		verifyCmd(a), lagCmd(a), replayCmd(a))
 	return root
 }
 
@@ -53,16 +58,27 @@ func captureCmd(a *app) *cobra.Command {
 		Use:   "capture",
 		Short: "Capture changes of the source schema into Kafka (snapshot first, then streaming)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			o, err := a.observe(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer o.close()
 			w, err := a.writer()
 			if err != nil {
 				return err
 			}
 			defer w.Close()
-			c, err := a.capture(w)
+			cw := &countingWriter{Writer: w}
+			c, err := a.capture(cw, o.tel.Meter("github.com/starstream/starstream/capture"))
 			if err != nil {
 				return err
 			}
-			return c.Run(cmd.Context())
+			extra, err := a.observers(o.tel, nil, o.db, a.captureStatus(cw.events.Load))
+			if err != nil {
+				return err
+			}
+			return runAll(ctx, a, nil, append(extra, c.Run))
 		},
 	}
 }
@@ -80,24 +96,35 @@ func runCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer sink.Close()
-			ps, err := a.buildPipelines(a.env(sink), names, only)
+			o, err := a.observe(ctx, sink)
 			if err != nil {
 				return err
 			}
-			var extra []func(context.Context) error
+			defer o.close()
+			ps, err := a.buildPipelines(o.env, names, only)
+			if err != nil {
+				return err
+			}
+			var runs []func(context.Context) error
+			var captured func() *status.Capture
 			if withCapture {
 				w, err := a.writer()
 				if err != nil {
 					return err
 				}
 				defer w.Close()
-				c, err := a.capture(w)
+				cw := &countingWriter{Writer: w}
+				c, err := a.capture(cw, o.tel.Meter("github.com/starstream/starstream/capture"))
 				if err != nil {
 					return err
 				}
-				extra = append(extra, c.Run)
+				runs, captured = append(runs, c.Run), a.captureStatus(cw.events.Load)
 			}
-			return runAll(ctx, a, ps, extra)
+			extra, err := a.observers(o.tel, ps, o.db, captured)
+			if err != nil {
+				return err
+			}
+			return runAll(ctx, a, ps, append(runs, extra...))
 		},
 	}
 	cmd.Flags().StringSliceVar(&names, "pipelines", nil, "pipelines to run, e.g. fact_sales,dim_customer (upstream added)")
@@ -273,4 +300,40 @@ func printTable(cols []string, rows [][]any) {
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
+}
+
+func verifyCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify",
+		Short: "Reconcile the source with the warehouse; exits non-zero on any difference",
+		Long: `verify checks that every source order item is in fact_sales exactly once with its order's
+status, that each fact row references the dimension versions valid at its position, and that
+the current members of every dimension equal the source rows. Run it once the pipelines have
+caught up (watermarks past the last commit); stop starstream first when the warehouse is DuckDB.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if a.cfg.Warehouse.Kind != "duckdb" {
+				return fmt.Errorf("verify reads the duckdb warehouse; %s is not supported yet", a.cfg.Warehouse.Kind)
+			}
+			ctx := cmd.Context()
+			db, err := a.pool(ctx)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			wh, err := duckdb.Open(a.cfg.Warehouse.DuckDBPath, a.log)
+			if err != nil {
+				return fmt.Errorf("open warehouse %s (stop the running starstream first: DuckDB allows one process): %w", a.cfg.Warehouse.DuckDBPath, err)
+			}
+			defer wh.Close()
+			rep, err := verify.Run(ctx, db, a.cfg.Postgres.Schema, wh, dimensions.All())
+			if err != nil {
+				return err
+			}
+			rep.Print(os.Stdout)
+			if n := rep.Differences(); n > 0 {
+				return fmt.Errorf("%d differences between source and warehouse", n)
+			}
+			return nil
+		},
+	}
 }

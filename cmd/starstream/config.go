@@ -47,8 +47,11 @@ type Config struct {
 		MaxBatch  int    `yaml:"max_batch"`
 	} `yaml:"pipelines"`
 	HTTP struct {
-		Addr string `yaml:"addr"`
+		Addr string `yaml:"addr"` // status page, /metrics, /healthz, /readyz; empty turns it off
 	} `yaml:"http"`
+	Telemetry struct {
+		OTLPEndpoint string `yaml:"otlp_endpoint"` // also push metrics over OTLP/gRPC when set
+	} `yaml:"telemetry"`
 	Log struct {
 		Level string `yaml:"level"`
 	} `yaml:"log"`

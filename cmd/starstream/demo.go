@@ -84,7 +84,12 @@ func runDemo(parent context.Context, a *app, scale int, rate float64, duration t
 	}
 	defer wh.Close()
 	sink := sinks.WithRetry(wh, sinks.RetryPolicy{}, a.log)
-	ps, err := a.buildPipelines(a.env(sink), nil, false)
+	o, err := a.observe(ctx, sink)
+	if err != nil {
+		return err
+	}
+	defer o.close()
+	ps, err := a.buildPipelines(o.env, nil, false)
 	if err != nil {
 		return err
 	}
@@ -94,7 +99,11 @@ func runDemo(parent context.Context, a *app, scale int, rate float64, duration t
 	}
 	defer kw.Close()
 	cw := &countingWriter{Writer: kw}
-	capt, err := a.capture(cw)
+	capt, err := a.capture(cw, o.tel.Meter("github.com/starstream/starstream/capture"))
+	if err != nil {
+		return err
+	}
+	observers, err := a.observers(o.tel, ps, o.db, a.captureStatus(cw.events.Load))
 	if err != nil {
 		return err
 	}
@@ -104,7 +113,10 @@ func runDemo(parent context.Context, a *app, scale int, rate float64, duration t
 	}
 	fmt.Printf("starstream demo: capturing schema %q into Kafka %v, warehouse %s; Ctrl-C stops\n",
 		a.cfg.Postgres.Schema, a.cfg.Kafka.Brokers, a.cfg.Warehouse.DuckDBPath)
-	err = runAll(ctx, a, ps, []func(context.Context) error{
+	if a.cfg.HTTP.Addr != "" {
+		fmt.Printf("status page: http://%s/ (metrics on /metrics)\n", a.cfg.HTTP.Addr)
+	}
+	err = runAll(ctx, a, ps, append(observers,
 		capt.Run,
 		func(ctx context.Context) error {
 			if err := gen.Run(ctx); err != nil && ctx.Err() == nil {
@@ -113,7 +125,7 @@ func runDemo(parent context.Context, a *app, scale int, rate float64, duration t
 			return nil
 		},
 		func(ctx context.Context) error { return progress(ctx, db, cw, ps) },
-	})
+	))
 	if err != nil && parent.Err() == nil && ctx.Err() == nil {
 		return err
 	}

@@ -55,7 +55,7 @@ func TestRegistryOrderIsTopological(t *testing.T) {
 		}
 		seen[n.name] = true
 	}
-	if !strings.Contains(dagText(), "dim_product → dim_campaign, fact_sales") {
+	if !strings.Contains(dagText(), "dim_product → dim_campaign, fact_cart, fact_inventory, fact_sales") {
 		t.Errorf("dag:\n%s", dagText())
 	}
 }

@@ -18,7 +18,9 @@ import (
 
 	"github.com/starstream/starstream/capture"
 	"github.com/starstream/starstream/capture/capturetest"
+	"github.com/starstream/starstream/cmd/starstream/internal/verify"
 	"github.com/starstream/starstream/deploy/shop"
+	"github.com/starstream/starstream/dimensions"
 	"github.com/starstream/starstream/sinks/duckdb"
 	"github.com/starstream/starstream/stream"
 	"github.com/starstream/starstream/stream/streamtest"
@@ -55,6 +57,12 @@ func start(t *testing.T, bin, config string, args ...string) *process {
 	p := &process{cmd: cmd, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait(); logf.Close() }()
 	t.Cleanup(func() { p.kill() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("starstream log (tail):\n%s", tail(string(b), 40))
+		}
+	})
 	return p
 }
 
@@ -109,18 +117,13 @@ pipelines:
   max_batch: 500
 warehouse:
   duckdb_path: %s
+http:
+  addr: ""
 `, capturetest.DSN(), schema, slot, slot, strings.Join(capturetest.Brokers(), ", "), schema, warehouse)
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
-	defer func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "starstream.log"))
-			_ = os.WriteFile("/tmp/restart.log", b, 0o644)
-			t.Logf("starstream log (tail):\n%s", tail(string(b), 60))
-		}
-	}()
 
 	pool, err := pgxpool.New(ctx, capturetest.DSN())
 	if err != nil {
@@ -163,6 +166,16 @@ warehouse:
 	}
 	defer wh.Close()
 	compare(t, db, wh, schema)
+	rep, err := verify.Run(ctx, pool, schema, wh, dimensions.All())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	rep.Print(&out)
+	t.Logf("verify:\n%s", out.String())
+	if rep.Differences() > 0 {
+		t.Errorf("verify found %d differences", rep.Differences())
+	}
 }
 
 func capturetestConfig(schema, slot string) (c capture.Config) {

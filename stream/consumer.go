@@ -229,7 +229,7 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) err
 		}
 		gate := MinWatermark(c.cfg.Gates)
 		bound := min(in, gate)
-		if bound > released || c.hasPoison(parts) {
+		if bound > released || c.releasable(parts, bound) {
 			if err := c.release(ctx, gen, parts, bound); err != nil {
 				return err
 			}
@@ -237,11 +237,25 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) err
 			continue
 		}
 		if in <= gate {
-			// Input-limited: read the laggards up to their next marker.
+			// Input-limited: read the laggards up to their next marker. When they
+			// are idle, read ahead in the others too (bounded): an upstream that
+			// replayed puts records and markers below the watermark there.
+			progressed := false
 			for _, p := range parts {
 				if !p.marked || p.marker == in {
-					if err := c.readToMarker(ctx, p); err != nil {
+					ok, err := c.readFor(ctx, p, 500*time.Millisecond)
+					if err != nil {
 						return err
+					}
+					progressed = progressed || ok
+				}
+			}
+			if !progressed {
+				for _, p := range parts {
+					if p.marked && p.marker > in && len(p.pending) < maxReadAhead {
+						if _, err := c.readFor(ctx, p, 50*time.Millisecond); err != nil {
+							return err
+						}
 					}
 				}
 			}
@@ -282,15 +296,39 @@ func waitAny(ctx context.Context, chans []<-chan struct{}) error {
 	}
 }
 
-func (c *Consumer) hasPoison(parts []*partition) bool {
+// releasable reports whether a release at bound would hand over or commit
+// anything: poison records, records at or below it, or markers at or below it
+// (those of an upstream that replayed come back below the bound already passed).
+func (c *Consumer) releasable(parts []*partition, bound LSN) bool {
 	for _, p := range parts {
+		if len(p.marks) > 0 && p.marks[0].lsn <= bound {
+			return true
+		}
 		for _, r := range p.pending {
-			if r.Err != nil {
+			if r.Err != nil || r.Event.Pos.LSN <= bound {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// maxReadAhead bounds the records buffered from a partition that is ahead.
+const maxReadAhead = 50_000
+
+// readFor reads one partition up to its next marker for at most d; records read
+// stay pending either way. It reports whether a marker was reached.
+func (c *Consumer) readFor(ctx context.Context, p *partition, d time.Duration) (bool, error) {
+	rctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	err := c.readToMarker(rctx, p)
+	switch {
+	case err == nil:
+		return true, nil
+	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+		return false, nil
+	}
+	return false, err
 }
 
 // readToMarker reads one partition until the next watermark marker.
@@ -301,13 +339,13 @@ func (c *Consumer) readToMarker(ctx context.Context, p *partition) error {
 			return fmt.Errorf("read %s[%d]: %w", p.topic, p.id, err)
 		}
 		if lsn, ok := MarkerLSN(m); ok {
-			if lsn > p.marker || !p.marked {
-				p.marker = max(p.marker, lsn)
-				p.marked = true
-				p.marks = append(p.marks, mark{lsn: p.marker, offset: m.Offset})
-				return nil
-			}
-			continue
+			// A marker below the one already seen comes from a producer that
+			// replayed: what precedes it is below the partition's watermark too,
+			// so it is a commit point at that watermark.
+			p.marker = max(p.marker, lsn)
+			p.marked = true
+			p.marks = append(p.marks, mark{lsn: p.marker, offset: m.Offset})
+			return nil
 		}
 		p.pending = append(p.pending, c.dec.decode(ctx, m))
 	}

@@ -192,3 +192,69 @@ func TestFollowerWatermark(t *testing.T) {
 		t.Fatalf("watermark reached 59 with %d of 50 records applied", n)
 	}
 }
+
+// An upstream that replays writes its records and markers again, below the
+// watermark already passed; a consumer reading them commits past them instead of
+// waiting for a higher marker.
+func TestConsumerPassesReplayedMarkers(t *testing.T) {
+	t.Parallel()
+	brokers := streamtest.Brokers(t)
+	ns := streamtest.Name(t, "r")
+	topic := "fact." + ns + ".x"
+	streamtest.DeleteTopics(t, brokers, topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers}, stream.NewCodecs(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Register(ctx, topic, itemsSchema(ns, "x")); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ { // the second round is the upstream's replay
+		for i := 0; i < 10; i++ {
+			lsn := stream.LSN(100 + 10*i)
+			if err := w.Write(ctx, []stream.Event{event(ns, "x", int64(i), lsn, 0)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Mark(ctx, lsn); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, end, err := stream.NewAdmin(brokers).EndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, Group: streamtest.Name(t, "g"), Topics: []string{topic}}, stream.NewCodecs(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	seen := 0
+	err = c.Run(runCtx, stream.HandlerFunc(func(_ context.Context, b stream.Batch) error {
+		seen += len(b.Records)
+		if !b.Final {
+			return nil
+		}
+		done := true
+		for p, off := range b.Commit[topic] {
+			done = done && off == end[p]
+		}
+		if done {
+			stop()
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runCtx.Err() == nil || ctx.Err() != nil {
+		t.Fatal("the consumer never committed the end of the replayed topic")
+	}
+	if seen != 20 {
+		t.Fatalf("handed over %d records, want both rounds (20)", seen)
+	}
+}

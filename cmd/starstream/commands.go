@@ -134,18 +134,24 @@ func runCmd(a *app) *cobra.Command {
 }
 
 // runAll runs the pipelines (and extra functions) until ctx is done or one fails.
-func runAll(ctx context.Context, a *app, ps []pipeline, extra []func(context.Context) error) error {
-	g, ctx := errgroup.WithContext(ctx)
-	for _, p := range ps {
-		g.Go(func() error {
-			if err := p.Run(ctx); err != nil {
-				return fmt.Errorf("%s: %w", p.Name(), err)
-			}
+// Errors that only say the work was interrupted by a requested stop are not failures.
+func runAll(parent context.Context, a *app, ps []pipeline, extra []func(context.Context) error) error {
+	g, ctx := errgroup.WithContext(parent)
+	stopped := func(name string, err error) error {
+		if err == nil {
 			return nil
-		})
+		}
+		if parent.Err() != nil {
+			a.log.Debug("interrupted by shutdown", "pipeline", name, "error", err)
+			return nil
+		}
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	for _, p := range ps {
+		g.Go(func() error { return stopped(p.Name(), p.Run(ctx)) })
 	}
 	for _, f := range extra {
-		g.Go(func() error { return f(ctx) })
+		g.Go(func() error { return stopped("service", f(ctx)) })
 	}
 	a.log.Info("pipelines started", "count", len(ps))
 	return g.Wait()

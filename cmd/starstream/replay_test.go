@@ -91,7 +91,8 @@ func resetWithKafkaTool(t *testing.T, ns string) {
 // waitCaughtUp waits until every group has committed the end of its inputs.
 func waitCaughtUp(t *testing.T, ns string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	client := &kafka.Client{Addr: kafka.TCP(capturetest.Brokers()...)}
 	admin := stream.NewAdmin(capturetest.Brokers())
@@ -102,6 +103,7 @@ func waitCaughtUp(t *testing.T, ns string) {
 				t.Fatal(err)
 			}
 			behind := 0
+			var where []string
 			for topic, parts := range res.Topics {
 				_, end, err := admin.EndOffsets(ctx, topic)
 				if err != nil {
@@ -110,14 +112,15 @@ func waitCaughtUp(t *testing.T, ns string) {
 				for _, p := range parts {
 					if p.CommittedOffset < end[p.Partition] {
 						behind++
+						where = append(where, fmt.Sprintf("%s[%d] %d<%d", topic, p.Partition, p.CommittedOffset, end[p.Partition]))
 					}
 				}
 			}
 			if behind == 0 && len(res.Topics) > 0 {
 				break
 			}
-			if ctx.Err() != nil {
-				t.Fatalf("group %s did not catch up (%d partitions behind)", g, behind)
+			if time.Now().Add(5 * time.Second).After(deadline) {
+				t.Fatalf("group %s did not catch up: %v", g, where)
 			}
 			time.Sleep(300 * time.Millisecond)
 		}

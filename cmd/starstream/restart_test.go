@@ -46,7 +46,10 @@ type process struct {
 func start(t *testing.T, bin, config string, args ...string) *process {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--config", config}, args...)...)
-	logf, err := os.OpenFile(filepath.Join(filepath.Dir(config), "starstream.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logPath := filepath.Join(filepath.Dir(config), "starstream.log")
+	prior, _ := os.ReadFile(logPath)
+	before := string(prior)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +66,23 @@ func start(t *testing.T, bin, config string, args ...string) *process {
 			t.Logf("starstream log (tail):\n%s", tail(string(b), 40))
 		}
 	})
-	return p
+	// Wait until it runs (signal handling is set up by then), so a stop is a stop.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, _ := os.ReadFile(logf.Name())
+		if strings.Count(string(b), `msg="pipelines started"`) > strings.Count(before, `msg="pipelines started"`) {
+			return p
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("starstream exited at start: %v\n%s", err, tail(string(b), 20))
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("starstream did not start within 60s:\n%s", tail(string(b), 20))
+		}
+	}
 }
 
 func (p *process) kill() {

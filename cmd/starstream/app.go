@@ -49,7 +49,7 @@ func (a *app) openSink(ctx context.Context) (sinks.Sink, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open warehouse %s: %w", a.cfg.Warehouse.DuckDBPath, err)
 		}
-		return sinks.WithRetry(w, sinks.RetryPolicy{}, a.log), nil
+		return sinks.WithRetry(a.withFaults(w), sinks.RetryPolicy{}, a.log), nil
 	}
 }
 

@@ -55,6 +55,12 @@ type Config struct {
 	Log struct {
 		Level string `yaml:"level"`
 	} `yaml:"log"`
+	// Faults inject warehouse failures for chaos testing; keep them zero in production.
+	Faults struct {
+		SinkFailRate float64 `yaml:"sink_fail_rate"` // share of writes failing transiently (retried)
+		SinkSlowRate float64 `yaml:"sink_slow_rate"` // share of writes delayed by sink_slow_ms
+		SinkSlowMs   int     `yaml:"sink_slow_ms"`
+	} `yaml:"faults"`
 }
 
 // LoadConfig reads the defaults, the optional file and the environment.
@@ -128,6 +134,12 @@ func applyEnv(c *Config, environ []string) error {
 					return fmt.Errorf("%s: %q is not a whole number", name, v)
 				}
 				f.SetInt(int64(n))
+			case reflect.Float64:
+				x, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					return fmt.Errorf("%s: %q is not a number", name, v)
+				}
+				f.SetFloat(x)
 			case reflect.Slice:
 				f.Set(reflect.ValueOf(strings.Split(v, ",")))
 			}
@@ -167,6 +179,9 @@ func (c Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("warehouse.kind %q is not duckdb or bigquery", c.Warehouse.Kind))
+	}
+	if c.Faults.SinkFailRate < 0 || c.Faults.SinkFailRate >= 1 || c.Faults.SinkSlowRate < 0 || c.Faults.SinkSlowRate > 1 || c.Faults.SinkSlowMs < 0 {
+		errs = append(errs, errors.New("faults: rates must be in [0, 1) and sink_slow_ms not negative"))
 	}
 	if c.Pipelines.MaxBatch < 1 {
 		errs = append(errs, errors.New("pipelines.max_batch must be at least 1"))

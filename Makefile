@@ -26,6 +26,22 @@ demo: up
 build:
 	go build -o starstream ./cmd/starstream
 
+.PHONY: bench bench-capture bench-sinks bench-debezium
+# Benchmarks print figures with a baseline measured in the same run; they never fail.
+bench: bench-capture bench-sinks bench-debezium
+
+# starstream capture vs pg_recvlogical on the same rows (STARSTREAM_BENCH_ROWS, default 1M).
+bench-capture: up
+	go test ./capture -run '^$$' -bench BenchmarkCapture -benchtime 1x -timeout 30m
+
+# 1M-row upsert workload into each sink, with a raw-append baseline.
+bench-sinks:
+	go test ./sinks/duckdb ./sinks/bigquery -run '^$$' -bench BenchmarkUpsert1M -benchtime 1x -timeout 30m
+
+# starstream vs Debezium (Kafka Connect standalone) vs pg_recvlogical: rows/s, latency, RSS.
+bench-debezium: up
+	go run ./deploy/bench/cmd/compare $(BENCH_ARGS)
+
 .PHONY: chromium
 # Headless Chromium for the status-page browser test (Debian's package).
 chromium:

@@ -115,7 +115,7 @@ func (s *slice) query(q string, args ...any) [][]any {
 // waitFor polls a query until it returns want rows.
 func (s *slice) waitFor(want int, q string, args ...any) [][]any {
 	s.t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		_, rows, err := s.sink.Query(context.Background(), q, args...)
 		if err == nil && len(rows) == want {

@@ -121,18 +121,38 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 	return &out, nil
 }
 
-func (m *metrics) written(ctx context.Context, batch []stream.Event, d time.Duration) {
+func (m *metrics) written(ctx context.Context, counts []tableCount, d time.Duration) {
 	if m == nil {
 		return
 	}
 	m.writeDur.Record(ctx, d.Seconds())
-	counts := map[string]int64{}
+	for _, c := range counts {
+		m.events.Add(ctx, c.n, metric.WithAttributes(attribute.String("table", c.schema+"."+c.table)))
+	}
+}
+
+// tableCount is a number of events of one table.
+type tableCount struct {
+	schema, table string
+	n             int64
+}
+
+// count returns the events per table of a batch (nil without metrics), one
+// entry per run of events of the same table: batches come in long runs.
+func (m *metrics) count(batch []stream.Event) []tableCount {
+	if m == nil {
+		return nil
+	}
+	var out []tableCount
 	for i := range batch {
-		counts[batch[i].Schema+"."+batch[i].Table]++
+		ev := &batch[i]
+		if n := len(out); n > 0 && out[n-1].schema == ev.Schema && out[n-1].table == ev.Table {
+			out[n-1].n++
+			continue
+		}
+		out = append(out, tableCount{ev.Schema, ev.Table, 1})
 	}
-	for table, n := range counts {
-		m.events.Add(ctx, n, metric.WithAttributes(attribute.String("table", table)))
-	}
+	return out
 }
 
 func (m *metrics) snapshotRows(ctx context.Context, table string, n int64) {

@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -154,13 +155,20 @@ func (p *pipeline) run(ctx context.Context) error {
 	for i := range lanes {
 		lanes[i] = make(chan job, laneDepth)
 		wg.Add(1)
+		if enq, ok := p.w.(enqueuer); ok {
+			go func() {
+				defer wg.Done()
+				p.enqueueLane(laneCtx, enq, lanes[i], done)
+			}()
+			continue
+		}
 		go func() {
 			defer wg.Done()
 			for j := range lanes[i] {
 				start := time.Now()
 				err := p.w.Write(laneCtx, j.events)
 				if err == nil {
-					p.metrics.written(laneCtx, j.events, time.Since(start))
+					p.metrics.written(laneCtx, p.metrics.count(j.events), time.Since(start))
 				} else {
 					err = fmt.Errorf("write to kafka: %w", err)
 				}
@@ -414,6 +422,86 @@ func (p *pipeline) run(ctx context.Context) error {
 		}
 		if err := mark(false); err != nil {
 			return err
+		}
+	}
+}
+
+// enqueuer is implemented by writers that hand events to Kafka without
+// waiting for the acknowledgement (*stream.Writer). A lane then encodes its
+// next batch while Kafka acknowledges the previous ones, instead of leaving
+// the CPU idle during every round trip: encoding is most of capture's work.
+type enqueuer interface {
+	Enqueue(ctx context.Context, events []stream.Event) (*stream.Pending, error)
+}
+
+var _ enqueuer = (*stream.Writer)(nil)
+
+var errEarlierWriteFailed = errors.New("write to kafka: not attempted after an earlier write failed")
+
+// enqueueLane runs a lane on an enqueuer: jobs are enqueued in order (so a
+// key's changes stay in order) and reported done, in the same order, as Kafka
+// acknowledges them. The events are dropped once encoded; the semaphore still
+// counts them until they are acknowledged, which bounds memory.
+func (p *pipeline) enqueueLane(ctx context.Context, enq enqueuer, jobs <-chan job, done chan<- jobDone) {
+	type sent struct {
+		id     uint64
+		n      int64
+		pend   *stream.Pending
+		start  time.Time
+		counts []tableCount
+	}
+	report := func(d jobDone) {
+		select {
+		case done <- d:
+		case <-ctx.Done(): // the run loop is gone
+		}
+	}
+	// After a failure nothing more is enqueued: later changes of a key must
+	// not reach Kafka before the failed ones, which the next session re-sends.
+	var failed atomic.Bool
+	inflight := make(chan sent, 64)
+	waited := make(chan struct{})
+	go func() {
+		defer close(waited)
+		for s := range inflight {
+			var err error
+			select {
+			case <-s.pend.Done():
+				if err = s.pend.Err(); err != nil {
+					err = fmt.Errorf("write to kafka: %w", err)
+				} else {
+					p.metrics.written(ctx, s.counts, time.Since(s.start))
+				}
+			case <-ctx.Done():
+				err = context.Cause(ctx)
+			}
+			if err != nil {
+				failed.Store(true)
+			}
+			p.sem.Release(s.n)
+			report(jobDone{s.id, err})
+		}
+	}()
+	defer func() { close(inflight); <-waited }()
+	for j := range jobs {
+		s := sent{id: j.id, n: int64(len(j.events)), start: time.Now(), counts: p.metrics.count(j.events)}
+		if failed.Load() {
+			p.sem.Release(s.n)
+			report(jobDone{j.id, errEarlierWriteFailed})
+			continue
+		}
+		pend, err := enq.Enqueue(ctx, j.events)
+		if err != nil {
+			failed.Store(true)
+			p.sem.Release(s.n)
+			report(jobDone{j.id, fmt.Errorf("write to kafka: %w", err)})
+			continue
+		}
+		s.pend = pend
+		select {
+		case inflight <- s:
+		case <-ctx.Done():
+			p.sem.Release(s.n)
 		}
 	}
 }

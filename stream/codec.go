@@ -3,7 +3,6 @@ package stream
 import (
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"strings"
 	"sync"
 	"time"
@@ -97,12 +96,13 @@ func Fingerprint(buf []byte) (uint64, error) {
 
 // TableCodec encodes the events of one table version.
 type TableCodec struct {
-	Table      TableSchema
-	KeyFP      uint64
-	ValueFP    uint64
-	KeyJSON    string
-	ValueJSON  string
-	key, value *goavro.Codec
+	Table     TableSchema
+	KeyFP     uint64
+	ValueFP   uint64
+	KeyJSON   string
+	ValueJSON string
+
+	rowCols, keyCols []column // compiled Avro encoders (avroenc.go)
 }
 
 // NewTableCodec builds the key and value codecs of a table and adds them to codecs.
@@ -115,150 +115,46 @@ func NewTableCodec(codecs *Codecs, s TableSchema) (*TableCodec, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &TableCodec{Table: s, KeyJSON: kj, ValueJSON: vj}
+	tc := &TableCodec{Table: s, KeyJSON: kj, ValueJSON: vj,
+		rowCols: compileColumns(s, false), keyCols: compileColumns(s, true)}
 	if tc.KeyFP, err = codecs.Add(kj); err != nil {
 		return nil, err
 	}
 	if tc.ValueFP, err = codecs.Add(vj); err != nil {
 		return nil, err
 	}
-	tc.key, _ = codecs.Lookup(tc.KeyFP)
-	tc.value, _ = codecs.Lookup(tc.ValueFP)
 	return tc, nil
 }
 
 // EncodeKey returns the single-object encoded primary key of the event.
 func (tc *TableCodec) EncodeKey(ev *Event) ([]byte, error) {
-	rec, err := tc.nativeRow(ev.Key, true)
-	if err != nil {
-		return nil, fmt.Errorf("encode key of %s.%s: %w", tc.Table.Schema, tc.Table.Table, err)
-	}
-	return tc.key.SingleFromNative(nil, rec)
+	return tc.AppendKey(nil, ev.Key)
 }
 
-// EncodeValue returns the single-object encoded envelope of the event.
-func (tc *TableCodec) EncodeValue(ev *Event) ([]byte, error) {
-	env := map[string]any{
-		"op":          string(ev.Op),
-		"before":      nil,
-		"after":       nil,
-		"unchanged":   toAnySlice(ev.Unchanged),
-		"lsn":         int64(ev.Pos.LSN),
-		"seq":         int64(ev.Pos.Seq),
-		"commit_time": ev.CommitTime.UTC(),
-	}
-	name := "starstream." + tc.Table.Schema + "." + tc.Table.Table + ".Row"
-	for field, row := range map[string]map[string]any{"before": ev.Before, "after": ev.After} {
-		if row == nil {
-			continue
-		}
-		rec, err := tc.nativeRow(row, false)
-		if err != nil {
-			return nil, fmt.Errorf("encode %s of %s.%s: %w", field, tc.Table.Schema, tc.Table.Table, err)
-		}
-		env[field] = goavro.Union(name, rec)
-	}
-	buf, err := tc.value.SingleFromNative(nil, env)
+// AppendKey appends the single-object encoding of a primary key (the key
+// columns of key) to buf.
+func (tc *TableCodec) AppendKey(buf []byte, key map[string]any) ([]byte, error) {
+	n := len(buf)
+	buf, err := appendRecord(appendSOEHeader(buf, tc.KeyFP), tc.keyCols, key)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s.%s at %s: %w", tc.Table.Schema, tc.Table.Table, ev.Pos, err)
+		return buf[:n], fmt.Errorf("encode key of %s.%s: %w", tc.Table.Schema, tc.Table.Table, err)
 	}
 	return buf, nil
 }
 
-func toAnySlice(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
+// EncodeValue returns the single-object encoded envelope of the event.
+func (tc *TableCodec) EncodeValue(ev *Event) ([]byte, error) {
+	return tc.AppendValue(nil, ev)
 }
 
-func (tc *TableCodec) nativeRow(row map[string]any, keyOnly bool) (map[string]any, error) {
-	rec := make(map[string]any, len(tc.Table.Columns))
-	for _, c := range tc.Table.Columns {
-		if keyOnly && !c.Key {
-			continue
-		}
-		v, err := nativeValue(c.Type, row[c.Name])
-		if err != nil {
-			return nil, fmt.Errorf("column %s: %w", c.Name, err)
-		}
-		if v == nil {
-			rec[c.Name] = nil
-			continue
-		}
-		rec[c.Name] = goavro.Union(unionBranch(c.Type), v)
+// AppendValue appends the single-object encoded envelope of the event to buf.
+func (tc *TableCodec) AppendValue(buf []byte, ev *Event) ([]byte, error) {
+	n := len(buf)
+	buf, err := tc.appendEnvelope(appendSOEHeader(buf, tc.ValueFP), ev)
+	if err != nil {
+		return buf[:n], err
 	}
-	return rec, nil
-}
-
-// nativeValue converts a Go value of the column's kind into what goavro expects.
-func nativeValue(t Type, v any) (any, error) {
-	if v == nil {
-		return nil, nil
-	}
-	switch t.Kind {
-	case KindInt:
-		switch n := v.(type) {
-		case int64:
-			return n, nil
-		case int:
-			return int64(n), nil
-		case int32:
-			return int64(n), nil
-		case int16:
-			return int64(n), nil
-		}
-	case KindFloat:
-		switch n := v.(type) {
-		case float64:
-			return n, nil
-		case float32:
-			return float64(n), nil
-		}
-	case KindDecimal:
-		if r, ok := v.(*big.Rat); ok {
-			return r, nil
-		}
-	case KindDate, KindTimestamp:
-		if tm, ok := v.(time.Time); ok {
-			return tm.UTC(), nil
-		}
-	case KindTime:
-		if d, ok := v.(time.Duration); ok {
-			return d, nil
-		}
-	case KindBool:
-		if b, ok := v.(bool); ok {
-			return b, nil
-		}
-	case KindBytes:
-		if b, ok := v.([]byte); ok {
-			return b, nil
-		}
-	case KindArray:
-		items, ok := v.([]any)
-		if !ok {
-			break
-		}
-		out := make([]any, len(items))
-		for i, item := range items {
-			nv, err := nativeValue(*t.Elem, item)
-			if err != nil {
-				return nil, fmt.Errorf("element %d: %w", i, err)
-			}
-			if nv != nil {
-				nv = goavro.Union(unionBranch(*t.Elem), nv)
-			}
-			out[i] = nv
-		}
-		return out, nil
-	default: // string, json, uuid
-		if s, ok := v.(string); ok {
-			return s, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: %T is not a %s value", ErrBadSchema, v, t.Kind)
+	return buf, nil
 }
 
 // Decoded is one decoded record: the event and the writer schema's fingerprint.

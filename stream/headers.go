@@ -22,12 +22,9 @@ const (
 	markerKey        = "__starstream_watermark"
 )
 
-func positionHeaders(ev *Event) []kafka.Header {
-	return []kafka.Header{
-		{Key: HeaderLSN, Value: strconv.AppendUint(nil, uint64(ev.Pos.LSN), 10)},
-		{Key: HeaderSeq, Value: strconv.AppendUint(nil, ev.Pos.Seq, 10)},
-		{Key: HeaderCommitTime, Value: []byte(ev.CommitTime.UTC().Format(time.RFC3339Nano))},
-	}
+// appendCommitTime appends the HeaderCommitTime value of a commit time.
+func appendCommitTime(buf []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(buf, time.RFC3339Nano)
 }
 
 func markerMessage(topic string, partition int, lsn LSN) kafka.Message {

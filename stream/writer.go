@@ -33,20 +33,33 @@ func (c WriterConfig) Validate() error {
 
 // Writer publishes change events as Avro into per-table topics, keyed by primary
 // key, and watermark markers into every partition of every topic it writes.
-// Write returns only after Kafka acknowledged every record (acks=all).
+// Write returns only after Kafka acknowledged every record (acks=all);
+// Enqueue hands records to Kafka without waiting, so that a caller can encode
+// its next batch while Kafka acknowledges the previous one.
 type Writer struct {
 	cfg    WriterConfig
 	admin  *Admin
 	codecs *Codecs
 	kw     *kafka.Writer
 	log    *slog.Logger
+	bufs   sync.Pool // *encoded, reused once Kafka acknowledged their records
 
 	mu         sync.Mutex
-	tables     map[string]*TableCodec // by "schema.table"
-	topics     map[string]string      // "schema.table" → topic
-	partitions map[string]int         // topic → partition count
-	published  map[uint64]bool        // schemas already in the schema topic
+	tables     map[tableName]*TableCodec
+	topics     map[tableName]string
+	partitions map[string]int  // topic → partition count
+	published  map[uint64]bool // schemas already in the schema topic
 }
+
+type tableName struct{ schema, table string }
+
+// Default kafka-go batching of the Writer. kafka-go sends one produce request
+// per partition at a time, so larger batches mean fewer round trips while the
+// walsender keeps producing; the bytes limit is the topic's max.message.bytes.
+const (
+	defaultBatchTimeout = 5 * time.Millisecond
+	defaultBatchSize    = 4000
+)
 
 // NewWriter returns a Writer; topics are created when tables are registered.
 func NewWriter(cfg WriterConfig, codecs *Codecs, logger *slog.Logger) (*Writer, error) {
@@ -57,28 +70,35 @@ func NewWriter(cfg WriterConfig, codecs *Codecs, logger *slog.Logger) (*Writer, 
 		cfg.SchemaTopic = DefaultSchemaTopic
 	}
 	if cfg.BatchTimeout == 0 {
-		cfg.BatchTimeout = 5 * time.Millisecond
+		cfg.BatchTimeout = defaultBatchTimeout
 	}
-	return &Writer{
-		cfg:    cfg,
-		admin:  NewAdmin(cfg.Brokers),
-		codecs: codecs,
-		log:    logger,
-		kw: &kafka.Writer{
-			Addr:         kafka.TCP(cfg.Brokers...),
-			Balancer:     &balancer{},
-			RequiredAcks: kafka.RequireAll,
-			BatchTimeout: cfg.BatchTimeout,
-			BatchSize:    1000,
-			BatchBytes:   int64(cfg.Topics.WithDefaults().MaxMessageBytes),
-			MaxAttempts:  10,
-			// Compression stays off: the walsender, not the network, is the bottleneck.
-		},
-		tables:     map[string]*TableCodec{},
-		topics:     map[string]string{},
+	w := &Writer{
+		cfg:        cfg,
+		admin:      NewAdmin(cfg.Brokers),
+		codecs:     codecs,
+		log:        logger,
+		tables:     map[tableName]*TableCodec{},
+		topics:     map[tableName]string{},
 		partitions: map[string]int{},
 		published:  map[uint64]bool{},
-	}, nil
+	}
+	w.kw = &kafka.Writer{
+		Addr:         kafka.TCP(cfg.Brokers...),
+		Balancer:     &balancer{},
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: cfg.BatchTimeout,
+		BatchSize:    defaultBatchSize,
+		BatchBytes:   int64(cfg.Topics.WithDefaults().MaxMessageBytes),
+		MaxAttempts:  10,
+		// Every write is asynchronous inside kafka-go: WriteMessages returns
+		// once the records are in their partitions' batches (so the order of
+		// calls is the order in each partition), and Completion reports each
+		// batch's acknowledgement to the Pending its records belong to.
+		Async:      true,
+		Completion: completed,
+		// Compression stays off: the walsender, not the network, is the bottleneck.
+	}
+	return w, nil
 }
 
 // Register declares the current version of a table and the topic its events go to:
@@ -99,7 +119,7 @@ func (w *Writer) Register(ctx context.Context, topic string, s TableSchema) (*Ta
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	name := s.Schema + "." + s.Table
+	name := tableName{s.Schema, s.Table}
 	w.tables[name] = tc
 	w.topics[name] = topic
 	w.partitions[topic] = n
@@ -123,8 +143,8 @@ func (w *Writer) publishSchemas(ctx context.Context, pairs ...any) error {
 		ReplicationFactor: w.cfg.Topics.ReplicationFactor}); err != nil {
 		return err
 	}
-	if err := w.kw.WriteMessages(ctx, msgs...); err != nil {
-		return fmt.Errorf("publish schemas: %w", describeDialError(err))
+	if err := w.send(ctx, msgs); err != nil {
+		return fmt.Errorf("publish schemas: %w", err)
 	}
 	w.mu.Lock()
 	for _, m := range msgs {
@@ -142,63 +162,14 @@ func FingerprintKey(fp uint64) string { return fmt.Sprintf("%016x", fp) }
 // them; it returns after every record was acknowledged. Records of one key keep
 // their order: kafka-go writes each partition's batches one after another.
 func (w *Writer) Write(ctx context.Context, events []Event) error {
-	if len(events) == 0 {
-		return nil
+	p, err := w.Enqueue(ctx, events)
+	if err != nil {
+		return err
 	}
-	msgs := make([]kafka.Message, 0, len(events))
-	w.mu.Lock()
-	for i := range events {
-		ev := &events[i]
-		name := ev.Schema + "." + ev.Table
-		tc, ok := w.tables[name]
-		if !ok {
-			w.mu.Unlock()
-			return fmt.Errorf("write %s: table not registered", name)
-		}
-		m, err := encodeMessage(tc, w.topics[name], ev)
-		if err != nil {
-			w.mu.Unlock()
-			return err
-		}
-		if ev.Op != OpTruncate {
-			msgs = append(msgs, m)
-			continue
-		}
-		// A truncate concerns every key, so every partition gets it, in order.
-		for p := 0; p < w.partitions[m.Topic]; p++ {
-			c := m
-			c.Headers = append(append([]kafka.Header{}, m.Headers...),
-				kafka.Header{Key: headerPartition, Value: strconv.AppendInt(nil, int64(p), 10)})
-			msgs = append(msgs, c)
-		}
-	}
-	w.mu.Unlock()
-	if err := w.kw.WriteMessages(ctx, msgs...); err != nil {
-		return fmt.Errorf("write %d events: %w", len(msgs), describeDialError(err))
+	if err := p.Wait(ctx); err != nil {
+		return fmt.Errorf("write %d events: %w", len(events), err)
 	}
 	return nil
-}
-
-func encodeMessage(tc *TableCodec, topic string, ev *Event) (kafka.Message, error) {
-	key := ev.Key
-	if key == nil {
-		key = ev.Row()
-	}
-	var k []byte
-	var err error
-	if ev.Op == OpTruncate {
-		k = []byte("__truncate")
-	} else {
-		k, err = tc.EncodeKey(&Event{Key: key})
-	}
-	if err != nil {
-		return kafka.Message{}, err
-	}
-	v, err := tc.EncodeValue(ev)
-	if err != nil {
-		return kafka.Message{}, err
-	}
-	return kafka.Message{Topic: topic, Key: k, Value: v, Headers: positionHeaders(ev)}, nil
 }
 
 // Mark publishes a watermark marker into every partition of every registered topic:
@@ -212,8 +183,8 @@ func (w *Writer) Mark(ctx context.Context, lsn LSN) error {
 		}
 	}
 	w.mu.Unlock()
-	if err := w.kw.WriteMessages(ctx, msgs...); err != nil {
-		return fmt.Errorf("write watermark %s: %w", lsn, describeDialError(err))
+	if err := w.send(ctx, msgs); err != nil {
+		return fmt.Errorf("write watermark %s: %w", lsn, err)
 	}
 	return nil
 }
@@ -241,7 +212,8 @@ func (w *Writer) Topics() []string {
 	return out
 }
 
-// Close flushes and closes the Kafka writer.
+// Close flushes and closes the Kafka writer: it returns once every record
+// handed to Kafka was acknowledged or failed.
 func (w *Writer) Close() error { return w.kw.Close() }
 
 // WriteRaw publishes messages as they are (dead letters), creating their topics
@@ -257,8 +229,20 @@ func (w *Writer) WriteRaw(ctx context.Context, msgs []kafka.Message) error {
 			return err
 		}
 	}
-	if err := w.kw.WriteMessages(ctx, msgs...); err != nil {
-		return fmt.Errorf("write %d raw messages: %w", len(msgs), describeDialError(err))
+	if err := w.send(ctx, append([]kafka.Message(nil), msgs...)); err != nil {
+		return fmt.Errorf("write %d raw messages: %w", len(msgs), err)
 	}
 	return nil
+}
+
+// send publishes msgs (which it may modify) and waits for their acknowledgement.
+func (w *Writer) send(ctx context.Context, msgs []kafka.Message) error {
+	p := newPending(len(msgs), nil)
+	for i := range msgs {
+		msgs[i].WriterData = p
+	}
+	if err := w.kw.WriteMessages(ctx, msgs...); err != nil {
+		return describeDialError(err)
+	}
+	return p.Wait(ctx)
 }

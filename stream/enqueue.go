@@ -1,0 +1,267 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Pending is the acknowledgement of the records of one Enqueue: Done is
+// closed once Kafka acknowledged all of them (acks=all) or gave up on one,
+// after which Err tells which.
+type Pending struct {
+	left    atomic.Int64
+	errOnce sync.Once
+	err     error
+	done    chan struct{}
+	release func() // returns the records' buffers once Kafka is done with them
+}
+
+func newPending(n int, release func()) *Pending {
+	p := &Pending{done: make(chan struct{}), release: release}
+	p.left.Store(int64(n))
+	if n == 0 {
+		p.finish()
+	}
+	return p
+}
+
+// Done is closed when every record was acknowledged or one failed for good.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Err returns the first error of the records' writes; it is meaningful once
+// Done is closed.
+func (p *Pending) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
+// Wait blocks until Done is closed or ctx ends, and returns Err or ctx's error.
+func (p *Pending) Wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *Pending) ack(n int, err error) {
+	if err != nil {
+		p.errOnce.Do(func() { p.err = describeDialError(err) })
+	}
+	if p.left.Add(-int64(n)) == 0 {
+		p.finish()
+	}
+}
+
+func (p *Pending) finish() {
+	if p.release != nil {
+		p.release()
+	}
+	close(p.done)
+}
+
+// completed is kafka-go's Completion: each record names its Pending in
+// WriterData, and a batch holds runs of records of the same Pending.
+func completed(msgs []kafka.Message, err error) {
+	for i := 0; i < len(msgs); {
+		p, _ := msgs[i].WriterData.(*Pending)
+		j := i + 1
+		for j < len(msgs) && msgs[j].WriterData == msgs[i].WriterData {
+			j++
+		}
+		if p != nil {
+			p.ack(j-i, err)
+		}
+		i = j
+	}
+}
+
+// encoded holds the records of one Enqueue: their bytes (keys, values and
+// header values, packed) and headers stay referenced by kafka-go until the
+// records are acknowledged, then the whole is reused.
+type encoded struct {
+	data    []byte
+	headers []kafka.Header
+	recs    []record
+	msgs    []kafka.Message
+}
+
+type span struct{ from, to int }
+
+func (s span) of(b []byte) []byte { return b[s.from:s.to:s.to] }
+
+// record is a message while its bytes are still being appended to: spans
+// become slices only once data stops moving.
+type record struct {
+	topic              string
+	key, value         span
+	lsn, seq, time     span
+	partition          span // truncates: the partition header's value
+	hasPartitionHeader bool
+}
+
+// Enqueue encodes the events with their table's registered schema and hands
+// them to Kafka without waiting for the acknowledgement, which the returned
+// Pending reports. Calls are ordered: the records of one key reach their
+// partition in the order of the Enqueue calls that carried them. On error
+// nothing was enqueued.
+func (w *Writer) Enqueue(ctx context.Context, events []Event) (*Pending, error) {
+	if len(events) == 0 {
+		return newPending(0, nil), nil
+	}
+	e, _ := w.bufs.Get().(*encoded)
+	if e == nil {
+		e = &encoded{}
+	}
+	if err := w.encode(e, events); err != nil {
+		w.recycle(e)
+		return nil, err
+	}
+	p := newPending(len(e.msgs), func() { w.recycle(e) })
+	for i := range e.msgs {
+		e.msgs[i].WriterData = p
+	}
+	// kafka-go copies the messages into its batches: e.msgs may be reused at
+	// once, e.data and e.headers only once p is done.
+	if err := w.kw.WriteMessages(ctx, e.msgs...); err != nil {
+		w.recycle(e)
+		return nil, fmt.Errorf("write %d events: %w", len(events), describeDialError(err))
+	}
+	return p, nil
+}
+
+func (w *Writer) recycle(e *encoded) {
+	clear(e.msgs) // drop references to topics, buffers and the Pending
+	clear(e.headers)
+	e.data, e.headers, e.recs, e.msgs = e.data[:0], e.headers[:0], e.recs[:0], e.msgs[:0]
+	w.bufs.Put(e)
+}
+
+// encode appends the events' records to e.
+func (w *Writer) encode(e *encoded, events []Event) error {
+	var (
+		last      tableName
+		tc        *TableCodec
+		topic     string
+		parts     int
+		lastLSN   LSN
+		lsnSpan   span
+		lastTime  time.Time
+		timeSpan  span
+		haveCache bool
+	)
+	buf := e.data
+	mark := func() int { return len(buf) }
+	for i := range events {
+		ev := &events[i]
+		if tc == nil || ev.Schema != last.schema || ev.Table != last.table {
+			last = tableName{ev.Schema, ev.Table}
+			w.mu.Lock()
+			tc = w.tables[last]
+			topic = w.topics[last]
+			parts = w.partitions[topic]
+			w.mu.Unlock()
+			if tc == nil {
+				return fmt.Errorf("write %s.%s: table not registered", ev.Schema, ev.Table)
+			}
+		}
+		var r record
+		r.topic = topic
+		var err error
+		r.key.from = mark()
+		if ev.Op == OpTruncate {
+			buf = append(buf, truncateKey...)
+		} else {
+			key := ev.Key
+			if key == nil {
+				key = ev.Row()
+			}
+			if buf, err = tc.AppendKey(buf, key); err != nil {
+				return err
+			}
+		}
+		r.key.to = mark()
+		r.value.from = r.key.to
+		if buf, err = tc.AppendValue(buf, ev); err != nil {
+			return err
+		}
+		r.value.to = mark()
+		// Header values: the LSN and commit time are those of the whole
+		// transaction, so consecutive events share them.
+		if !haveCache || ev.Pos.LSN != lastLSN {
+			lsnSpan.from = mark()
+			buf = strconv.AppendUint(buf, uint64(ev.Pos.LSN), 10)
+			lsnSpan.to = mark()
+			lastLSN = ev.Pos.LSN
+		}
+		if !haveCache || !ev.CommitTime.Equal(lastTime) {
+			timeSpan.from = mark()
+			buf = appendCommitTime(buf, ev.CommitTime)
+			timeSpan.to = mark()
+			lastTime = ev.CommitTime
+		}
+		haveCache = true
+		r.lsn, r.time = lsnSpan, timeSpan
+		r.seq.from = mark()
+		buf = strconv.AppendUint(buf, ev.Pos.Seq, 10)
+		r.seq.to = mark()
+		if ev.Op != OpTruncate {
+			e.recs = append(e.recs, r)
+			continue
+		}
+		// A truncate concerns every key, so every partition gets it, in order.
+		r.hasPartitionHeader = true
+		for p := 0; p < parts; p++ {
+			r.partition.from = mark()
+			buf = strconv.AppendInt(buf, int64(p), 10)
+			r.partition.to = mark()
+			e.recs = append(e.recs, r)
+		}
+	}
+	e.data = buf
+	nh := 0
+	for i := range e.recs {
+		nh += 3
+		if e.recs[i].hasPartitionHeader {
+			nh++
+		}
+	}
+	e.headers = growLen(e.headers, nh)
+	e.msgs = growLen(e.msgs, len(e.recs))
+	h := 0
+	for i := range e.recs {
+		r := &e.recs[i]
+		hs := e.headers[h : h+3 : h+3]
+		hs[0] = kafka.Header{Key: HeaderLSN, Value: r.lsn.of(buf)}
+		hs[1] = kafka.Header{Key: HeaderSeq, Value: r.seq.of(buf)}
+		hs[2] = kafka.Header{Key: HeaderCommitTime, Value: r.time.of(buf)}
+		if r.hasPartitionHeader {
+			hs = e.headers[h : h+4 : h+4]
+			hs[3] = kafka.Header{Key: headerPartition, Value: r.partition.of(buf)}
+		}
+		h += len(hs)
+		e.msgs[i] = kafka.Message{Topic: r.topic, Key: r.key.of(buf), Value: r.value.of(buf), Headers: hs}
+	}
+	return nil
+}
+
+var truncateKey = []byte("__truncate")
+
+// growLen returns s resized to n elements, reallocating only when too small.
+func growLen[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n, n+n/4)
+	}
+	return s[:n]
+}

@@ -28,7 +28,7 @@ build:
 
 .PHONY: bench bench-capture bench-sinks bench-debezium
 # Benchmarks print figures with a baseline measured in the same run; they never fail.
-bench: bench-capture bench-sinks bench-debezium
+bench: bench-capture bench-sinks bench-e2e bench-debezium
 
 # starstream capture vs pg_recvlogical on the same rows (STARSTREAM_BENCH_ROWS, default 1M).
 bench-capture: up
@@ -37,6 +37,11 @@ bench-capture: up
 # 1M-row upsert workload into each sink, with a raw-append baseline.
 bench-sinks:
 	go test ./sinks/duckdb ./sinks/bigquery -run '^$$' -bench BenchmarkUpsert1M -benchtime 1x -timeout 30m
+
+# Source commit → warehouse latency (dimension and fact), rows/s and peak RSS at a steady rate
+# (STARSTREAM_BENCH_RATE tx/s, default 100; STARSTREAM_BENCH_SECONDS, default 30).
+bench-e2e: up
+	go test ./cmd/starstream -run '^$$' -bench BenchmarkEndToEndLatency -benchtime 1x -timeout 30m
 
 # starstream vs Debezium (Kafka Connect standalone) vs pg_recvlogical: rows/s, latency, RSS.
 bench-debezium: up

@@ -103,6 +103,11 @@ func TestAggregatesMatchSource(t *testing.T) {
 	s := newSlice(t, 1)
 	ctx := context.Background()
 	s.exec(inventoryMoves)
+	// The inventory oracle assumes one commit day: never start within minutes of
+	// midnight UTC (the run takes well under a minute).
+	if wait := time.Until(time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)); wait < 4*time.Minute {
+		time.Sleep(wait + time.Second)
+	}
 	today := dimensions.DateKey(time.Now())
 	s.capture()
 	for _, spec := range dimensions.All() {
@@ -133,7 +138,7 @@ func TestAggregatesMatchSource(t *testing.T) {
 		capturetest.Eventually(t, 120*time.Second, p.Name()+" passes the fence", func() bool { return p.Stats().Watermark >= fence })
 	}
 	if dimensions.DateKey(time.Now()) != today {
-		t.Skip("the run crossed midnight UTC: the inventory oracle assumes one commit day")
+		t.Fatal("the run took more than four minutes and crossed midnight UTC: the inventory oracle assumes one commit day")
 	}
 	for _, table := range []string{"fact_inventory", "fact_cart", "fact_marketing"} {
 		want := s.oracle(oracles[table], today)

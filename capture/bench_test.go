@@ -75,7 +75,7 @@ func benchOnce(b *testing.B, rows, txns int) {
 	_ = child.Process.Signal(syscall.SIGTERM)
 	capturetest.Eventually(b, 60*time.Second, "capture stopped", func() bool {
 		s, _ := capturetest.Slot(b, db, cfg.Slot)
-		return !s.Active
+		return !s.Active && syscall.Kill(child.Process.Pid, 0) != nil // exited and reaped
 	})
 	recvSlot := capturetest.Unique(b, "r")
 	mustExec(b, db, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", recvSlot)
@@ -136,6 +136,20 @@ func benchOnce(b *testing.B, rows, txns int) {
 	}
 	close(stop)
 	_ = child.Process.Signal(syscall.SIGTERM)
+	// A figure is only worth reporting if every row is in Kafka.
+	topic := stream.Topic(cfg.TopicPrefix, schema, "order_items")
+	first, last, err := stream.NewAdmin(capturetest.Brokers()).EndOffsets(ctx, topic)
+	if err != nil {
+		b.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	var records int64
+	for p := range last {
+		records += last[p] - first[p]
+	}
+	if records < int64(rows) {
+		logText, _ := os.ReadFile(logPath)
+		b.Fatalf("capture confirmed the end of the load with %d records in %s, fewer than %d rows; log:\n%s", records, topic, rows, logText)
+	}
 
 	recvRate := float64(rows) / recv.Seconds()
 	capRate := float64(rows) / capDur.Seconds()

@@ -16,6 +16,10 @@ var (
 	ErrSlotMismatch = errors.New("replication slot does not match")
 	// ErrUnsupported marks source data capture cannot represent.
 	ErrUnsupported = errors.New("unsupported source")
+
+	// errEarlierWriteFailed fails the writes a lane no longer attempts after
+	// one failed (the session restarts and re-sends them in order).
+	errEarlierWriteFailed = errors.New("write to kafka: not attempted after an earlier write failed")
 )
 
 // TerminalError wraps an error that retrying cannot fix; Run returns it at once.

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/starstream/starstream/capture"
 	"github.com/starstream/starstream/stream"
@@ -52,9 +54,39 @@ func childMain(cfgJSON string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if path := os.Getenv("STARSTREAM_CHILD_MEMPROFILE"); path != "" {
+		go heapAtPeak(ctx, path)
+	}
 	if err := c.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "run:", err)
 		return 1
 	}
 	return 0
+}
+
+// heapAtPeak writes a heap profile to path whenever the heap in use reaches a
+// new high, to see what makes the peak RSS of a benchmark run.
+func heapAtPeak(ctx context.Context, path string) {
+	var peak uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		if ms.HeapInuse <= peak+peak/20 {
+			continue
+		}
+		peak = ms.HeapInuse
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
+		if f, err := os.OpenFile(path+".log", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintf(f, "heap peak: inuse %d MB, sys %d MB, gc %d\n", ms.HeapInuse>>20, ms.Sys>>20, ms.NumGC)
+			f.Close()
+		}
+	}
 }

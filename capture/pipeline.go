@@ -3,7 +3,6 @@ package capture
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -126,7 +125,42 @@ const laneDepth = 2 // jobs queued per lane
 
 type job struct {
 	id     uint64
-	events []stream.Event
+	events batch
+}
+
+// batch is a lane's share of a flush. With one lane it is the reader's chunks
+// as they came, not copied; with several, the events picked for the lane.
+type batch struct {
+	chunks [][]stream.Event
+	n      int
+}
+
+func (b *batch) addChunk(evs []stream.Event) {
+	if len(evs) > 0 {
+		b.chunks = append(b.chunks, evs)
+		b.n += len(evs)
+	}
+}
+
+func (b *batch) addEvent(ev stream.Event) {
+	if len(b.chunks) == 0 {
+		b.chunks = [][]stream.Event{make([]stream.Event, 0, 256)}
+	}
+	last := &b.chunks[len(b.chunks)-1]
+	*last = append(*last, ev)
+	b.n++
+}
+
+// flat returns the events as one slice.
+func (b *batch) flat() []stream.Event {
+	if len(b.chunks) == 1 {
+		return b.chunks[0]
+	}
+	out := make([]stream.Event, 0, b.n)
+	for _, c := range b.chunks {
+		out = append(out, c...)
+	}
+	return out
 }
 
 type jobDone struct {
@@ -166,13 +200,14 @@ func (p *pipeline) run(ctx context.Context) error {
 			defer wg.Done()
 			for j := range lanes[i] {
 				start := time.Now()
-				err := p.w.Write(laneCtx, j.events)
+				evs := j.events.flat()
+				err := p.w.Write(laneCtx, evs)
 				if err == nil {
-					p.metrics.written(laneCtx, p.metrics.count(j.events), time.Since(start))
+					p.metrics.written(laneCtx, p.metrics.count(evs), time.Since(start))
 				} else {
 					err = fmt.Errorf("write to kafka: %w", err)
 				}
-				p.sem.Release(int64(len(j.events)))
+				p.sem.Release(int64(len(evs)))
 				done <- jobDone{j.id, err}
 			}
 		}()
@@ -186,7 +221,7 @@ func (p *pipeline) run(ctx context.Context) error {
 	}()
 
 	var (
-		cur     = make([][]stream.Event, p.lanes)
+		cur     = make([]batch, p.lanes)
 		curN    int
 		commits []txnEnd
 		queue   []*step
@@ -261,12 +296,12 @@ func (p *pipeline) run(ctx context.Context) error {
 		steps[st.id] = st
 		queue = append(queue, st)
 		for _, evs := range cur {
-			if len(evs) > 0 {
+			if evs.n > 0 {
 				st.remaining++
 			}
 		}
 		for l, evs := range cur {
-			if len(evs) == 0 {
+			if evs.n == 0 {
 				continue
 			}
 			// Keep taking completions while a lane is full: lanes block on done.
@@ -282,7 +317,7 @@ func (p *pipeline) run(ctx context.Context) error {
 					return context.Cause(ctx)
 				}
 			}
-			cur[l] = nil
+			cur[l] = batch{}
 		}
 		curN, commits = 0, nil
 		return complete()
@@ -318,23 +353,34 @@ func (p *pipeline) run(ctx context.Context) error {
 				p.resume = nil
 			}
 		}
+		from := 0 // evs[from:i] not yet added (one lane: added as a chunk)
 		for i := range evs {
-			ev := evs[i]
+			ev := &evs[i]
 			if ev.Op == stream.OpTruncate {
+				if p.lanes == 1 {
+					cur[0].addChunk(evs[from:i])
+					curN += i - from
+				}
+				from = i + 1
 				// The writer sends a truncate to every partition: every lane
 				// must be past what came before it.
 				if err := drain(); err != nil {
 					return err
 				}
-				if err := p.w.Write(ctx, []stream.Event{ev}); err != nil {
+				if err := p.w.Write(ctx, []stream.Event{*ev}); err != nil {
 					return fmt.Errorf("write truncate to kafka: %w", err)
 				}
 				p.sem.Release(1)
 				continue
 			}
-			l := laneOf(&ev, p.lanes)
-			cur[l] = append(cur[l], ev)
-			curN++
+			if p.lanes > 1 {
+				cur[laneOf(ev, p.lanes)].addEvent(*ev)
+				curN++
+			}
+		}
+		if p.lanes == 1 {
+			cur[0].addChunk(evs[from:])
+			curN += len(evs) - from
 		}
 		return nil
 	}
@@ -436,8 +482,6 @@ type enqueuer interface {
 
 var _ enqueuer = (*stream.Writer)(nil)
 
-var errEarlierWriteFailed = errors.New("write to kafka: not attempted after an earlier write failed")
-
 // enqueueLane runs a lane on an enqueuer: jobs are enqueued in order (so a
 // key's changes stay in order) and reported done, in the same order, as Kafka
 // acknowledges them. The events are dropped once encoded; the semaphore still
@@ -446,7 +490,7 @@ func (p *pipeline) enqueueLane(ctx context.Context, enq enqueuer, jobs <-chan jo
 	type sent struct {
 		id     uint64
 		n      int64
-		pend   *stream.Pending
+		pends  []*stream.Pending
 		start  time.Time
 		counts []tableCount
 	}
@@ -465,17 +509,22 @@ func (p *pipeline) enqueueLane(ctx context.Context, enq enqueuer, jobs <-chan jo
 		defer close(waited)
 		for s := range inflight {
 			var err error
-			select {
-			case <-s.pend.Done():
-				if err = s.pend.Err(); err != nil {
-					err = fmt.Errorf("write to kafka: %w", err)
-				} else {
-					p.metrics.written(ctx, s.counts, time.Since(s.start))
+			for _, pend := range s.pends {
+				select {
+				case <-pend.Done():
+					if perr := pend.Err(); perr != nil && err == nil {
+						err = fmt.Errorf("write to kafka: %w", perr)
+					}
+				case <-ctx.Done():
+					err = context.Cause(ctx)
 				}
-			case <-ctx.Done():
-				err = context.Cause(ctx)
+				if ctx.Err() != nil {
+					break
+				}
 			}
-			if err != nil {
+			if err == nil {
+				p.metrics.written(ctx, s.counts, time.Since(s.start))
+			} else {
 				failed.Store(true)
 			}
 			p.sem.Release(s.n)
@@ -484,20 +533,33 @@ func (p *pipeline) enqueueLane(ctx context.Context, enq enqueuer, jobs <-chan jo
 	}()
 	defer func() { close(inflight); <-waited }()
 	for j := range jobs {
-		s := sent{id: j.id, n: int64(len(j.events)), start: time.Now(), counts: p.metrics.count(j.events)}
+		s := sent{id: j.id, n: int64(j.events.n), start: time.Now()}
+		if p.metrics != nil {
+			for _, c := range j.events.chunks {
+				s.counts = append(s.counts, p.metrics.count(c)...)
+			}
+		}
+		var err error
 		if failed.Load() {
-			p.sem.Release(s.n)
-			report(jobDone{j.id, errEarlierWriteFailed})
-			continue
+			err = errEarlierWriteFailed
 		}
-		pend, err := enq.Enqueue(ctx, j.events)
+		for _, c := range j.events.chunks {
+			if err != nil {
+				break
+			}
+			var pend *stream.Pending
+			if pend, err = enq.Enqueue(ctx, c); err != nil {
+				failed.Store(true)
+				err = fmt.Errorf("write to kafka: %w", err)
+				break
+			}
+			s.pends = append(s.pends, pend)
+		}
 		if err != nil {
-			failed.Store(true)
 			p.sem.Release(s.n)
-			report(jobDone{j.id, fmt.Errorf("write to kafka: %w", err)})
+			report(jobDone{j.id, err})
 			continue
 		}
-		s.pend = pend
 		select {
 		case inflight <- s:
 		case <-ctx.Done():

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/starstream/starstream/capture/internal/pgdecode"
+	"github.com/starstream/starstream/capture/internal/pgoutput"
 	"github.com/starstream/starstream/stream"
 )
 
@@ -35,6 +36,8 @@ type reader struct {
 	commitTime time.Time
 	seq        uint64
 	chunk      []stream.Event
+	change     pgoutput.Change // reused for every row change
+	lastChunk  int             // events in the last transaction's last chunk
 	lastIdle   stream.LSN
 	warnedNaN  map[string]bool
 }
@@ -185,6 +188,12 @@ func (r *reader) sendStatus(lsn stream.LSN, reply bool) error {
 }
 
 func (r *reader) message(ctx context.Context, data []byte) error {
+	if pgoutput.IsChange(data) {
+		if err := pgoutput.Parse(data, &r.change); err != nil {
+			return fmt.Errorf("parse pgoutput message %q: %w", data[:1], err)
+		}
+		return r.rowChange(ctx, &r.change)
+	}
 	msg, err := pglogrepl.Parse(data)
 	if err != nil {
 		return fmt.Errorf("parse pgoutput message %q: %w", data[:1], err)
@@ -198,61 +207,11 @@ func (r *reader) message(ctx context.Context, data []byte) error {
 	case *pglogrepl.CommitMessage:
 		chunk := r.chunk
 		r.chunk = nil
+		r.lastChunk = len(chunk)
 		r.inTxn = false
 		return r.p.send(ctx, unit{events: chunk, commit: &txnEnd{commit: r.commitLSN, end: stream.LSN(m.TransactionEndLSN)}})
 	case *pglogrepl.RelationMessage:
 		return r.relation(ctx, m)
-	case *pglogrepl.InsertMessage:
-		rel, err := r.rel(m.RelationID)
-		if err != nil || rel == nil {
-			return err
-		}
-		after, unchanged, err := r.tuple(rel, m.Tuple, false)
-		if err != nil {
-			return err
-		}
-		return r.emit(ctx, rel, stream.OpInsert, rel.key(after), nil, after, unchanged)
-	case *pglogrepl.UpdateMessage:
-		rel, err := r.rel(m.RelationID)
-		if err != nil || rel == nil {
-			return err
-		}
-		after, unchanged, err := r.tuple(rel, m.NewTuple, false)
-		if err != nil {
-			return err
-		}
-		var before map[string]any
-		if m.OldTuple != nil {
-			if before, _, err = r.tuple(rel, m.OldTuple, m.OldTupleType == pglogrepl.UpdateMessageTupleTypeKey); err != nil {
-				return err
-			}
-		}
-		// With REPLICA IDENTITY FULL the old row carries the unchanged TOAST values.
-		if m.OldTupleType == pglogrepl.UpdateMessageTupleTypeOld && len(unchanged) > 0 {
-			kept := unchanged[:0]
-			for _, col := range unchanged {
-				if v, ok := before[col]; ok {
-					after[col] = v
-				} else {
-					kept = append(kept, col)
-				}
-			}
-			unchanged = kept
-		}
-		if len(unchanged) == 0 {
-			unchanged = nil
-		}
-		return r.emit(ctx, rel, stream.OpUpdate, rel.key(after), before, after, unchanged)
-	case *pglogrepl.DeleteMessage:
-		rel, err := r.rel(m.RelationID)
-		if err != nil || rel == nil {
-			return err
-		}
-		before, _, err := r.tuple(rel, m.OldTuple, m.OldTupleType == pglogrepl.DeleteMessageTupleTypeKey)
-		if err != nil {
-			return err
-		}
-		return r.emit(ctx, rel, stream.OpDelete, rel.key(before), before, nil, nil)
 	case *pglogrepl.TruncateMessage:
 		for _, id := range m.RelationIDs {
 			rel, err := r.rel(id)
@@ -271,6 +230,55 @@ func (r *reader) message(ctx context.Context, data []byte) error {
 	return nil
 }
 
+// rowChange turns an insert, update or delete into an event.
+func (r *reader) rowChange(ctx context.Context, c *pgoutput.Change) error {
+	rel, err := r.rel(c.RelationID)
+	if err != nil || rel == nil {
+		return err
+	}
+	switch c.Op {
+	case 'I':
+		after, unchanged, err := r.tuple(rel, c.New, false)
+		if err != nil {
+			return err
+		}
+		return r.emit(ctx, rel, stream.OpInsert, rel.key(after), nil, after, unchanged)
+	case 'U':
+		after, unchanged, err := r.tuple(rel, c.New, false)
+		if err != nil {
+			return err
+		}
+		var before map[string]any
+		if c.OldKind != 0 {
+			if before, _, err = r.tuple(rel, c.Old, c.OldKind == 'K'); err != nil {
+				return err
+			}
+		}
+		// With REPLICA IDENTITY FULL the old row carries the unchanged TOAST values.
+		if c.OldKind == 'O' && len(unchanged) > 0 {
+			kept := unchanged[:0]
+			for _, col := range unchanged {
+				if v, ok := before[col]; ok {
+					after[col] = v
+				} else {
+					kept = append(kept, col)
+				}
+			}
+			unchanged = kept
+		}
+		if len(unchanged) == 0 {
+			unchanged = nil
+		}
+		return r.emit(ctx, rel, stream.OpUpdate, rel.key(after), before, after, unchanged)
+	default: // 'D'
+		before, _, err := r.tuple(rel, c.Old, c.OldKind == 'K')
+		if err != nil {
+			return err
+		}
+		return r.emit(ctx, rel, stream.OpDelete, rel.key(before), before, nil, nil)
+	}
+}
+
 func (r *reader) rel(id uint32) (*relation, error) {
 	rel, ok := r.rels[id]
 	if !ok {
@@ -283,6 +291,11 @@ func (r *reader) rel(id uint32) (*relation, error) {
 }
 
 func (r *reader) emit(ctx context.Context, rel *relation, op stream.Op, key, before, after map[string]any, unchanged []string) error {
+	if r.chunk == nil {
+		// Sized like the last transaction's: transactions tend to look alike,
+		// and growing a slice of events copies them over and over.
+		r.chunk = make([]stream.Event, 0, min(max(r.lastChunk, 8), r.c.cfg.ChunkEvents))
+	}
 	r.chunk = append(r.chunk, stream.Event{
 		Schema: rel.Schema.Schema, Table: rel.Schema.Table, Op: op, Key: key, Before: before, After: after,
 		Unchanged: unchanged, Pos: stream.Position{LSN: r.commitLSN, Seq: r.seq}, CommitTime: r.commitTime,
@@ -339,27 +352,24 @@ func (r *reader) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 // tuple decodes pgoutput tuple data; keyOnly keeps only the key columns
 // (a 'K' old tuple sends the others as NULL). Unchanged TOAST values are left
 // out of the row and listed.
-func (r *reader) tuple(rel *relation, td *pglogrepl.TupleData, keyOnly bool) (map[string]any, []string, error) {
-	if td == nil {
-		return nil, nil, nil
-	}
-	if len(td.Columns) != len(rel.Decode) {
+func (r *reader) tuple(rel *relation, cols []pgoutput.Column, keyOnly bool) (map[string]any, []string, error) {
+	if len(cols) != len(rel.Decode) {
 		return nil, nil, fmt.Errorf("%s.%s: tuple has %d columns, relation %d", rel.Schema.Schema, rel.Schema.Table,
-			len(td.Columns), len(rel.Decode))
+			len(cols), len(rel.Decode))
 	}
-	row := make(map[string]any, len(td.Columns))
+	row := make(map[string]any, len(cols))
 	var unchanged []string
-	for i, col := range td.Columns {
+	for i, col := range cols {
 		name := rel.Schema.Columns[i].Name
 		if keyOnly && !rel.isKey[i] {
 			continue
 		}
-		switch col.DataType {
-		case pglogrepl.TupleDataTypeNull:
+		switch col.Kind {
+		case pgoutput.Null:
 			row[name] = nil
-		case pglogrepl.TupleDataTypeToast:
+		case pgoutput.Unchanged:
 			unchanged = append(unchanged, name)
-		case pglogrepl.TupleDataTypeText:
+		case pgoutput.Text:
 			v, err := rel.Decode[i](col.Data)
 			if err != nil {
 				if !errors.Is(err, pgdecode.ErrNotANumber) {
@@ -372,7 +382,7 @@ func (r *reader) tuple(rel *relation, td *pglogrepl.TupleData, keyOnly bool) (ma
 			}
 			row[name] = v
 		default:
-			return nil, nil, fmt.Errorf("%s.%s column %s: unexpected tuple data type %q", rel.Schema.Schema, rel.Schema.Table, name, col.DataType)
+			return nil, nil, fmt.Errorf("%s.%s column %s: unexpected tuple data type %q", rel.Schema.Schema, rel.Schema.Table, name, col.Kind)
 		}
 	}
 	return row, unchanged, nil

@@ -89,12 +89,17 @@ func completed(msgs []kafka.Message, err error) {
 
 // encoded holds the records of one Enqueue: their bytes (keys, values and
 // header values, packed) and headers stay referenced by kafka-go until the
-// records are acknowledged, then the whole is reused.
+// records are acknowledged, then the whole is reused. The records and
+// messages are scratch space, free again once kafka-go has copied the
+// messages into its batches.
 type encoded struct {
 	data    []byte
 	headers []kafka.Header
-	recs    []record
-	msgs    []kafka.Message
+}
+
+type scratch struct {
+	recs []record
+	msgs []kafka.Message
 }
 
 type span struct{ from, to int }
@@ -124,32 +129,43 @@ func (w *Writer) Enqueue(ctx context.Context, events []Event) (*Pending, error) 
 	if e == nil {
 		e = &encoded{}
 	}
-	if err := w.encode(e, events); err != nil {
+	sc, _ := w.scratch.Get().(*scratch)
+	if sc == nil {
+		sc = &scratch{}
+	}
+	defer w.recycleScratch(sc)
+	if err := w.encode(e, sc, events); err != nil {
 		w.recycle(e)
 		return nil, err
 	}
-	p := newPending(len(e.msgs), func() { w.recycle(e) })
-	for i := range e.msgs {
-		e.msgs[i].WriterData = p
+	p := newPending(len(sc.msgs), func() { w.recycle(e) })
+	for i := range sc.msgs {
+		sc.msgs[i].WriterData = p
 	}
-	// kafka-go copies the messages into its batches: e.msgs may be reused at
-	// once, e.data and e.headers only once p is done.
-	if err := w.kw.WriteMessages(ctx, e.msgs...); err != nil {
+	// kafka-go copies the messages into its batches: the scratch space is
+	// free again when it returns, the bytes and headers only once p is done.
+	if err := w.kw.WriteMessages(ctx, sc.msgs...); err != nil {
 		w.recycle(e)
 		return nil, fmt.Errorf("write %d events: %w", len(events), describeDialError(err))
 	}
 	return p, nil
 }
 
+func (w *Writer) recycleScratch(sc *scratch) {
+	clear(sc.msgs) // drop references to topics, buffers and the Pending
+	clear(sc.recs)
+	sc.recs, sc.msgs = sc.recs[:0], sc.msgs[:0]
+	w.scratch.Put(sc)
+}
+
 func (w *Writer) recycle(e *encoded) {
-	clear(e.msgs) // drop references to topics, buffers and the Pending
 	clear(e.headers)
-	e.data, e.headers, e.recs, e.msgs = e.data[:0], e.headers[:0], e.recs[:0], e.msgs[:0]
+	e.data, e.headers = e.data[:0], e.headers[:0]
 	w.bufs.Put(e)
 }
 
-// encode appends the events' records to e.
-func (w *Writer) encode(e *encoded, events []Event) error {
+// encode appends the events' records to e, and their messages to sc.
+func (w *Writer) encode(e *encoded, sc *scratch, events []Event) error {
 	var (
 		last      tableName
 		tc        *TableCodec
@@ -217,7 +233,7 @@ func (w *Writer) encode(e *encoded, events []Event) error {
 		buf = strconv.AppendUint(buf, ev.Pos.Seq, 10)
 		r.seq.to = mark()
 		if ev.Op != OpTruncate {
-			e.recs = append(e.recs, r)
+			sc.recs = append(sc.recs, r)
 			continue
 		}
 		// A truncate concerns every key, so every partition gets it, in order.
@@ -226,22 +242,22 @@ func (w *Writer) encode(e *encoded, events []Event) error {
 			r.partition.from = mark()
 			buf = strconv.AppendInt(buf, int64(p), 10)
 			r.partition.to = mark()
-			e.recs = append(e.recs, r)
+			sc.recs = append(sc.recs, r)
 		}
 	}
 	e.data = buf
 	nh := 0
-	for i := range e.recs {
+	for i := range sc.recs {
 		nh += 3
-		if e.recs[i].hasPartitionHeader {
+		if sc.recs[i].hasPartitionHeader {
 			nh++
 		}
 	}
 	e.headers = growLen(e.headers, nh)
-	e.msgs = growLen(e.msgs, len(e.recs))
+	sc.msgs = growLen(sc.msgs, len(sc.recs))
 	h := 0
-	for i := range e.recs {
-		r := &e.recs[i]
+	for i := range sc.recs {
+		r := &sc.recs[i]
 		hs := e.headers[h : h+3 : h+3]
 		hs[0] = kafka.Header{Key: HeaderLSN, Value: r.lsn.of(buf)}
 		hs[1] = kafka.Header{Key: HeaderSeq, Value: r.seq.of(buf)}
@@ -251,7 +267,7 @@ func (w *Writer) encode(e *encoded, events []Event) error {
 			hs[3] = kafka.Header{Key: headerPartition, Value: r.partition.of(buf)}
 		}
 		h += len(hs)
-		e.msgs[i] = kafka.Message{Topic: r.topic, Key: r.key.of(buf), Value: r.value.of(buf), Headers: hs}
+		sc.msgs[i] = kafka.Message{Topic: r.topic, Key: r.key.of(buf), Value: r.value.of(buf), Headers: hs}
 	}
 	return nil
 }

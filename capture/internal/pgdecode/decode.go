@@ -90,10 +90,7 @@ func decodeDecimal(b []byte) (any, error) {
 			}
 		}
 		if ok && digits > 0 && digits <= 18 {
-			if neg {
-				m = -m
-			}
-			return new(big.Rat).SetFrac64(m, pow10[scale]), nil
+			return ratio(m, scale, neg), nil
 		}
 	}
 	r, ok := new(big.Rat).SetString(string(b))
@@ -102,6 +99,47 @@ func decodeDecimal(b []byte) (any, error) {
 	}
 	return r, nil
 }
+
+// ratio returns ±m / 10^scale. SetFrac64 would reduce the fraction with a
+// general GCD (most of a decimal's decoding time); the only common factors
+// of m and a power of ten are twos and fives, so they are divided out here
+// and the already reduced fraction set through the Rat's own numerator and
+// denominator, which Num and Denom document as references.
+func ratio(m int64, scale int, neg bool) *big.Rat {
+	twos, fives := scale, scale
+	if m == 0 {
+		twos, fives = 0, 0
+	}
+	for twos > 0 && m&1 == 0 {
+		m >>= 1
+		twos--
+	}
+	for fives > 0 && m%5 == 0 {
+		m /= 5
+		fives--
+	}
+	if neg {
+		m = -m
+	}
+	r := new(big.Rat).SetInt64(m)
+	if twos > 0 || fives > 0 {
+		d := pow5[fives] << twos
+		if r.Denom().SetInt64(d); r.Denom().Int64() != d { // not a reference after all
+			r.SetFrac64(m, d)
+		}
+	}
+	return r
+}
+
+// pow5[i] is 5^i; with the twos of 10^18 shifted in it still fits an int64.
+var pow5 = func() [19]int64 {
+	var p [19]int64
+	p[0] = 1
+	for i := 1; i < len(p); i++ {
+		p[i] = p[i-1] * 5
+	}
+	return p
+}()
 
 func decodeString(b []byte) (any, error) { return string(b), nil }
 

@@ -2,6 +2,8 @@ package pgdecode
 
 import (
 	"math/big"
+	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -16,6 +18,23 @@ func TestDecodeDecimal(t *testing.T) {
 		}
 		if err != nil || got.(*big.Rat).Cmp(want) != 0 {
 			t.Errorf("decodeDecimal(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	// The fast path builds the reduced fraction itself: same value, same
+	// normal form as parsing.
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 20000; i++ {
+		digits := strconv.FormatInt(r.Int64N(1e18)>>r.IntN(60), 10)
+		if k := r.IntN(len(digits) + 1); k < len(digits) {
+			digits = digits[:k] + "." + digits[k:]
+		}
+		if r.IntN(2) == 0 {
+			digits = "-" + digits
+		}
+		got, err := decodeDecimal([]byte(digits))
+		want, _ := new(big.Rat).SetString(digits)
+		if err != nil || got.(*big.Rat).Cmp(want) != 0 || got.(*big.Rat).String() != want.String() {
+			t.Fatalf("decodeDecimal(%q) = %v, %v; want %v", digits, got, err, want)
 		}
 	}
 	if _, err := decodeDecimal([]byte("NaN")); err != ErrNotANumber {

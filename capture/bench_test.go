@@ -24,7 +24,12 @@ import (
 // pg_recvlogical (pgoutput) and by starstream capture into Kafka (acks=all,
 // Avro), in one run, first as many small transactions, then as one
 // transaction. It reports rows/s of both, their ratio, and capture's peak RSS.
-// STARSTREAM_BENCH_ROWS sets the row count (default 1,000,000).
+// STARSTREAM_BENCH_ROWS sets the row count (default 1,000,000);
+// STARSTREAM_BENCH_LANES and STARSTREAM_BENCH_INFLIGHT override WriteLanes
+// and MaxInFlight. The capture process writes a CPU profile to
+// STARSTREAM_CHILD_CPUPROFILE and heap profiles at each new peak to
+// STARSTREAM_CHILD_MEMPROFILE (see main_test.go). The machine is shared:
+// compare ratios of one run, and run twice.
 //
 //	go test ./capture -run '^$' -bench BenchmarkCapture -benchtime 1x -timeout 30m
 func BenchmarkCapture(b *testing.B) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/starstream/starstream/capture"
@@ -163,4 +165,24 @@ func dsnPassword(dsn string) string {
 		j++
 	}
 	return dsn[i : len(dsn)-j]
+}
+
+// reachable fails fast, naming the address, when PostgreSQL or Kafka does not
+// answer at start; once running, capture retries connection losses itself.
+func (a *app) reachable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	db, err := a.pool(ctx)
+	if err != nil {
+		return err
+	}
+	db.Close()
+	if _, err := stream.NewAdmin(a.cfg.Kafka.Brokers).Partitions(ctx, stream.DefaultSchemaTopic); err != nil && !isUnknownTopic(err) {
+		return fmt.Errorf("kafka at %s: %w", strings.Join(a.cfg.Kafka.Brokers, ","), err)
+	}
+	return nil
+}
+
+func isUnknownTopic(err error) bool {
+	return errors.Is(err, kafka.UnknownTopicOrPartition)
 }

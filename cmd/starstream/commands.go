@@ -59,6 +59,9 @@ func captureCmd(a *app) *cobra.Command {
 		Short: "Capture changes of the source schema into Kafka (snapshot first, then streaming)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if err := a.reachable(ctx); err != nil {
+				return err
+			}
 			o, err := a.observe(ctx, nil)
 			if err != nil {
 				return err
@@ -108,6 +111,9 @@ func runCmd(a *app) *cobra.Command {
 			var runs []func(context.Context) error
 			var captured func() *status.Capture
 			if withCapture {
+				if err := a.reachable(ctx); err != nil {
+					return err
+				}
 				w, err := a.writer()
 				if err != nil {
 					return err

@@ -96,10 +96,56 @@ func LoadConfig(path string, environ []string) (Config, error) {
 }
 
 func decodeStrict(b []byte, c *Config) error {
+	if err := checkTypes(b, c); err != nil {
+		return err
+	}
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && err.Error() != "EOF" {
 		return err
+	}
+	return nil
+}
+
+// checkTypes names the key of a value of the wrong kind (yaml.v3 would truncate
+// 2.5 into an int, or report a type error without the key).
+func checkTypes(b []byte, c *Config) error {
+	var raw map[string]map[string]any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return nil // the strict decoder reports structural errors with their line
+	}
+	root := reflect.ValueOf(c).Elem()
+	for i := 0; i < root.NumField(); i++ {
+		section := root.Type().Field(i).Tag.Get("yaml")
+		sv := root.Field(i)
+		for j := 0; j < sv.NumField(); j++ {
+			key := sv.Type().Field(j).Tag.Get("yaml")
+			v, ok := raw[section][key]
+			if !ok || v == nil {
+				continue
+			}
+			name := section + "." + key
+			switch sv.Field(j).Kind() {
+			case reflect.Int:
+				if _, isInt := v.(int); !isInt {
+					return fmt.Errorf("%s: %v is not a whole number", name, v)
+				}
+			case reflect.Float64:
+				switch v.(type) {
+				case int, float64:
+				default:
+					return fmt.Errorf("%s: %v is not a number", name, v)
+				}
+			case reflect.Slice:
+				if _, isList := v.([]any); !isList {
+					return fmt.Errorf("%s: %v is not a list", name, v)
+				}
+			case reflect.String:
+				if _, isStr := v.(string); !isStr {
+					return fmt.Errorf("%s: %v is not text (quote it)", name, v)
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -161,9 +207,15 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("kafka.brokers is empty"))
 	}
 	for _, b := range c.Kafka.Brokers {
-		if _, _, err := net.SplitHostPort(b); err != nil {
-			errs = append(errs, fmt.Errorf("kafka.brokers: %q is not host:port", b))
+		_, port, err := net.SplitHostPort(b)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+			errs = append(errs, fmt.Errorf("kafka.brokers: %q is not host:port with a port from 1 to 65535", b))
 		}
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level %q is not debug, info, warn or error", c.Log.Level))
 	}
 	if c.Kafka.Partitions < 1 || c.Kafka.ReplicationFactor < 1 {
 		errs = append(errs, errors.New("kafka.partitions and kafka.replication_factor must be at least 1"))
@@ -180,8 +232,11 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("warehouse.kind %q is not duckdb or bigquery", c.Warehouse.Kind))
 	}
-	if c.Faults.SinkFailRate < 0 || c.Faults.SinkFailRate >= 1 || c.Faults.SinkSlowRate < 0 || c.Faults.SinkSlowRate > 1 || c.Faults.SinkSlowMs < 0 {
-		errs = append(errs, errors.New("faults: rates must be in [0, 1) and sink_slow_ms not negative"))
+	if c.Faults.SinkFailRate < 0 || c.Faults.SinkFailRate >= 1 {
+		errs = append(errs, fmt.Errorf("faults.sink_fail_rate %g must be in [0, 1)", c.Faults.SinkFailRate))
+	}
+	if c.Faults.SinkSlowRate < 0 || c.Faults.SinkSlowRate > 1 || c.Faults.SinkSlowMs < 0 {
+		errs = append(errs, errors.New("faults.sink_slow_rate must be in [0, 1] and faults.sink_slow_ms not negative"))
 	}
 	if c.Pipelines.MaxBatch < 1 {
 		errs = append(errs, errors.New("pipelines.max_batch must be at least 1"))

@@ -241,16 +241,23 @@ func (p *Processor) Handle(ctx context.Context, b Batch) error {
 		good = append(good, r)
 	}
 	b.Records = good
-	res, err := p.step.Process(ctx, b)
-	if err != nil {
-		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, err)
-	}
-	dead = append(dead, res.Dead...)
+	// Poison records are dead-lettered before the batch's rows become visible in
+	// the warehouse, so whoever sees the rows can already find what was refused.
 	if len(dead) > 0 {
 		if err := p.w.WriteRaw(ctx, p.deadMessages(dead)); err != nil {
 			return err
 		}
 	}
+	res, err := p.step.Process(ctx, b)
+	if err != nil {
+		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, err)
+	}
+	if len(res.Dead) > 0 {
+		if err := p.w.WriteRaw(ctx, p.deadMessages(res.Dead)); err != nil {
+			return err
+		}
+	}
+	dead = append(dead, res.Dead...)
 	if err := p.w.Write(ctx, res.Out); err != nil {
 		return err
 	}

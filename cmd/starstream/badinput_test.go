@@ -187,16 +187,22 @@ func yamlConfig(sections map[string]map[string]string) string {
 	return b.String()
 }
 
-// stackConfig is a configuration for the local stack with a schema, slot and
-// namespace of the test's own; extra lines (a YAML fragment) are appended.
+// stackConfig writes dir/starstream.yaml, a configuration for the local stack
+// with a schema, slot and namespace of the test's own and the warehouse
+// dir/warehouse.duckdb; extra lines (a YAML fragment) are appended.
 func stackConfig(t *testing.T, dir, schema, slot, extra string) string {
 	t.Helper()
-	path := filepath.Join(dir, "starstream.yaml")
+	return stackConfigAt(t, filepath.Join(dir, "starstream.yaml"), filepath.Join(dir, "warehouse.duckdb"), schema, slot, extra)
+}
+
+// stackConfigAt is stackConfig with the file and the warehouse named.
+func stackConfigAt(t *testing.T, path, warehouse, schema, slot, extra string) string {
+	t.Helper()
 	yaml := yamlConfig(map[string]map[string]string{
 		"postgres":  {"dsn": fmt.Sprintf("%q", capturetest.DSN()), "schema": schema, "slot": slot, "publication": slot},
 		"kafka":     {"brokers": "[" + strings.Join(capturetest.Brokers(), ", ") + "]"},
 		"pipelines": {"namespace": schema + "."},
-		"warehouse": {"duckdb_path": filepath.Join(dir, "warehouse.duckdb")},
+		"warehouse": {"duckdb_path": warehouse},
 		"http":      {"addr": `""`},
 	}) + extra
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
@@ -570,12 +576,14 @@ const bigTxRows = 100_000
 // dimension and the fact: every row arrives once.
 func TestBadInputHugeChanges(t *testing.T) {
 	t.Parallel()
-	hugeChanges(t, bigTxRows, 10<<20)
+	hugeChanges(t, bigTxRows, 10<<20, 0)
 }
 
 // hugeChanges writes one product with a description of rowBytes and one
 // transaction of an order with rows items, then checks dim_product and fact_sales.
-func hugeChanges(t *testing.T, rows, rowBytes int) {
+// Capture and the pipelines run as separate processes, so each one's peak
+// memory is known; a positive maxRSS (KiB) bounds the pipelines process's.
+func hugeChanges(t *testing.T, rows, rowBytes int, maxRSS int64) {
 	bin := sharedBinary(t)
 	ctx := context.Background()
 	schema := capturetest.NewSchema(t)
@@ -589,12 +597,21 @@ func hugeChanges(t *testing.T, rows, rowBytes int) {
 	dir := t.TempDir()
 	slot := capturetest.Unique(t, "s")
 	ns := schema + "."
-	config := stackConfig(t, dir, schema, slot, "")
+	warehouse := filepath.Join(dir, "warehouse.duckdb")
+	configs := map[string]string{}
+	for _, name := range []string{"capture", "pipelines"} {
+		d := filepath.Join(dir, name)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		configs[name] = stackConfigAt(t, filepath.Join(d, "starstream.yaml"), warehouse, schema, slot, "")
+	}
 	dropTopicsAtCleanup(t, schema, ns)
 	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
 	s := func(table string) string { return pgx.Identifier{schema, table}.Sanitize() }
 
-	proc := start(t, bin, config, "run", "--capture", "--pipelines", "fact_sales")
+	capture := start(t, bin, configs["capture"], "capture")
+	proc := start(t, bin, configs["pipelines"], "run", "--pipelines", "fact_sales")
 	waitTopic(t, ns+"fact.sales", capturetest.Fence(t, db), 3*time.Minute)
 
 	// The big row: a new product with a description of rowBytes (incompressible
@@ -636,13 +653,18 @@ func hugeChanges(t *testing.T, rows, rowBytes int) {
 	fence := capturetest.Fence(t, db)
 	waitTopic(t, ns+"fact.sales", fence, 10*time.Minute)
 	through := time.Since(began)
+	requireAlive(t, capture, "after the huge changes")
 	requireAlive(t, proc, "after the huge changes")
-	rss := childPeakRSS(proc.cmd.Process.Pid)
+	captureRSS, rss := childPeakRSS(capture.cmd.Process.Pid), childPeakRSS(proc.cmd.Process.Pid)
+	capture.stop(t)
 	proc.stop(t)
-	t.Logf("%d-byte row and %d-row transaction: written in %v, in fact_sales after %v; peak RSS of starstream %s",
-		rowBytes, rows, written.Round(time.Millisecond), through.Round(time.Millisecond), rss)
+	t.Logf("%d-byte row and %d-row transaction: written in %v, in fact_sales after %v; peak RSS: capture %d MiB, pipelines %d MiB (GOMEMLIMIT=%q)",
+		rowBytes, rows, written.Round(time.Millisecond), through.Round(time.Millisecond), captureRSS>>10, rss>>10, os.Getenv("GOMEMLIMIT"))
+	if maxRSS > 0 && rss > maxRSS {
+		t.Errorf("the pipelines process peaked at %d MiB for a %d-row transaction: more than %d MiB", rss>>10, rows, maxRSS>>10)
+	}
 
-	wh, err := duckdb.Open(filepath.Join(dir, "warehouse.duckdb"), slog.New(slog.DiscardHandler))
+	wh, err := duckdb.Open(warehouse, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -679,18 +701,22 @@ func hugeChanges(t *testing.T, rows, rowBytes int) {
 	}
 }
 
-// childPeakRSS is a process's peak resident set (VmHWM), as Linux reports it.
-func childPeakRSS(pid int) string {
+// childPeakRSS is a process's peak resident set in KiB (VmHWM), as Linux
+// reports it; -1 when unknown.
+func childPeakRSS(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return "unknown"
+		return -1
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			return strings.TrimSpace(v)
+			var kib int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kib); err == nil {
+				return kib
+			}
 		}
 	}
-	return "unknown"
+	return -1
 }
 
 // sameNumber compares a warehouse decimal rendering with a number.

@@ -70,18 +70,30 @@ func benchOnce(b *testing.B, rows, txns int) {
 		cfg.MaxInFlight, _ = strconv.Atoi(v)
 	}
 	logPath := filepath.Join(b.TempDir(), "capture.log")
+	b.Cleanup(func() {
+		if b.Failed() {
+			logText, _ := os.ReadFile(logPath)
+			b.Logf("capture log:\n%s", logText)
+		}
+	})
 
 	// Both slots exist before the rows are written, so both read the same WAL.
+	// A slot is listed (and active) while CREATE_REPLICATION_SLOT still waits
+	// for other sessions' transactions: stopping capture then would lose the
+	// slot, and the next run would create it after the rows, with nothing to do.
 	child := startChild(b, cfg, logPath)
 	capturetest.Eventually(b, 60*time.Second, "capture streaming", func() bool {
-		s, ok := capturetest.Slot(b, db, cfg.Slot)
-		return ok && s.Active
+		logText, _ := os.ReadFile(logPath)
+		return strings.Contains(string(logText), "msg=streaming")
 	})
 	_ = child.Process.Signal(syscall.SIGTERM)
 	capturetest.Eventually(b, 60*time.Second, "capture stopped", func() bool {
 		s, _ := capturetest.Slot(b, db, cfg.Slot)
 		return !s.Active && syscall.Kill(child.Process.Pid, 0) != nil // exited and reaped
 	})
+	if _, ok := capturetest.Slot(b, db, cfg.Slot); !ok {
+		b.Fatalf("slot %s gone after the first capture run", cfg.Slot)
+	}
 	recvSlot := capturetest.Unique(b, "r")
 	mustExec(b, db, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", recvSlot)
 	b.Cleanup(func() {
@@ -103,6 +115,9 @@ func benchOnce(b *testing.B, rows, txns int) {
 		b.Fatal(err)
 	}
 	end, _ := stream.ParseLSN(endStr)
+	if s, ok := capturetest.Slot(b, db, cfg.Slot); !ok || s.ConfirmedFlush >= end {
+		b.Fatalf("slot %s (present %v) already confirmed %s, at or past the end of the load %s", cfg.Slot, ok, s.ConfirmedFlush, end)
+	}
 	b.Logf("%d rows in %d transactions written in %s", rows, txns, time.Since(loadStart).Round(time.Millisecond))
 
 	// pg_recvlogical, to the end of the load.
@@ -152,8 +167,7 @@ func benchOnce(b *testing.B, rows, txns int) {
 		records += last[p] - first[p]
 	}
 	if records < int64(rows) {
-		logText, _ := os.ReadFile(logPath)
-		b.Fatalf("capture confirmed the end of the load with %d records in %s, fewer than %d rows; log:\n%s", records, topic, rows, logText)
+		b.Fatalf("capture confirmed the end of the load with %d records in %s, fewer than %d rows", records, topic, rows)
 	}
 
 	recvRate := float64(rows) / recv.Seconds()

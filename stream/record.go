@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -27,15 +28,14 @@ type decoder struct {
 	brokers     []string
 	schemaTopic string
 	codecs      *Codecs
-	mu          sync.Mutex
-	tried       map[uint64]bool
+	mu          sync.Mutex // one schema-topic scan at a time
 }
 
 func newDecoder(brokers []string, schemaTopic string, codecs *Codecs) *decoder {
 	if schemaTopic == "" {
 		schemaTopic = DefaultSchemaTopic
 	}
-	return &decoder{brokers: brokers, schemaTopic: schemaTopic, codecs: codecs, tried: map[uint64]bool{}}
+	return &decoder{brokers: brokers, schemaTopic: schemaTopic, codecs: codecs}
 }
 
 func (d *decoder) decode(ctx context.Context, m kafka.Message) Record {
@@ -67,19 +67,27 @@ func (d *decoder) decode(ctx context.Context, m kafka.Message) Record {
 }
 
 func (d *decoder) reload(ctx context.Context, fp uint64) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.codecs.Lookup(fp); ok {
-		return true // another goroutine loaded it meanwhile
+	// A schema is published before the records that use it, but a consumer can
+	// see the records first on a busy broker: look again a few times before
+	// calling the record poison.
+	for attempt := 0; attempt < 5; attempt++ {
+		if _, ok := d.codecs.Lookup(fp); ok {
+			return true
+		}
+		d.mu.Lock()
+		_, err := LoadSchemas(ctx, d.brokers, d.schemaTopic, d.codecs)
+		d.mu.Unlock()
+		if _, ok := d.codecs.Lookup(fp); ok {
+			return true
+		}
+		if err != nil && ctx.Err() != nil {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		}
 	}
-	if d.tried[fp] {
-		return false
-	}
-	d.tried[fp] = true
-	_, err := LoadSchemas(ctx, d.brokers, d.schemaTopic, d.codecs)
-	if err != nil {
-		return false
-	}
-	_, ok := d.codecs.Lookup(fp)
-	return ok
+	return false
 }

@@ -47,6 +47,13 @@ bench-e2e: up
 bench-debezium: up
 	go run ./deploy/bench/cmd/compare $(BENCH_ARGS)
 
+.PHONY: chaos
+# make chaos ROUNDS=N: SIGKILL capture, pipelines, the Kafka broker and PostgreSQL at random
+# under traffic with warehouse faults, then verify: rows lost and duplicated must be 0.
+# It kills the shared services: never run it beside other tests.
+chaos: up
+	ROUNDS=$(or $(ROUNDS),3) go test -tags chaos -run TestChaos ./cmd/starstream -count=1 -timeout 60m -v
+
 .PHONY: chromium
 # Headless Chromium for the status-page browser test (Debian's package).
 chromium:

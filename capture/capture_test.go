@@ -145,7 +145,7 @@ func TestSnapshotParallel(t *testing.T) {
 	run := capturetest.Start(t, cfg, w)
 	capturetest.Eventually(t, 60*time.Second, "slot active", func() bool {
 		s, ok := capturetest.Slot(t, db, cfg.Slot)
-		return ok && s.Active
+		return ok && s.Active && s.ConfirmedFlush != 0 // listed and active already while being created
 	})
 	fence := capturetest.Fence(t, db)
 	seqs := map[uint64]string{}

@@ -18,7 +18,7 @@ func startCapture(t *testing.T, db *pgx.Conn, schema string) (*capturetest.Runni
 	run := capturetest.Start(t, cfg, w)
 	capturetest.Eventually(t, 60*time.Second, "slot active", func() bool {
 		s, ok := capturetest.Slot(t, db, cfg.Slot)
-		return ok && s.Active
+		return ok && s.Active && s.ConfirmedFlush != 0 // listed and active already while being created
 	})
 	return run, codecs
 }

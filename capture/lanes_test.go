@@ -50,7 +50,7 @@ func TestWritePaths(t *testing.T) {
 			run := capturetest.Start(t, cfg, cw)
 			capturetest.Eventually(t, 60*time.Second, "slot active", func() bool {
 				s, ok := capturetest.Slot(t, db, cfg.Slot)
-				return ok && s.Active
+				return ok && s.Active && s.ConfirmedFlush != 0 // listed and active already while being created
 			})
 
 			ctx := context.Background()

@@ -33,7 +33,7 @@ func TestRestartResumes(t *testing.T) {
 	run := capturetest.Start(t, cfg, w)
 	capturetest.Eventually(t, 30*time.Second, "slot active", func() bool {
 		s, ok := capturetest.Slot(t, db, cfg.Slot)
-		return ok && s.Active
+		return ok && s.Active && s.ConfirmedFlush != 0 // listed and active already while being created
 	})
 	for i := 11; i <= 30; i++ {
 		exec(t, db, "INSERT INTO "+tbl+" VALUES ($1, 1)", i)
@@ -128,7 +128,7 @@ func TestMarkersIdle(t *testing.T) {
 	capturetest.Start(t, cfg, w)
 	capturetest.Eventually(t, 30*time.Second, "slot active", func() bool {
 		s, ok := capturetest.Slot(t, db, cfg.Slot)
-		return ok && s.Active
+		return ok && s.Active && s.ConfirmedFlush != 0 // listed and active already while being created
 	})
 	first, _ := capturetest.Slot(t, db, cfg.Slot)
 
@@ -213,7 +213,7 @@ func TestConfirmAfterKafkaAck(t *testing.T) {
 	capturetest.Start(t, cfg, gw)
 	capturetest.Eventually(t, 30*time.Second, "slot active", func() bool {
 		s, ok := capturetest.Slot(t, db, cfg.Slot)
-		return ok && s.Active
+		return ok && s.Active && s.ConfirmedFlush != 0 // listed and active already while being created
 	})
 	capturetest.ReadUntil(t, stream.Topic("cdc", schema, "t"), codecs, capturetest.Fence(t, db), 30*time.Second)
 

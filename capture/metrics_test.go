@@ -62,7 +62,7 @@ func TestSlotMetrics(t *testing.T) {
 	capturetest.Start(t, cfg, gw)
 	capturetest.Eventually(t, 30*time.Second, "slot active", func() bool {
 		s, ok := capturetest.Slot(t, db, cfg.Slot)
-		return ok && s.Active
+		return ok && s.Active && s.ConfirmedFlush != 0 // listed and active already while being created
 	})
 
 	gw.close()

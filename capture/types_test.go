@@ -120,7 +120,7 @@ func TestTypes(t *testing.T) {
 	run := capturetest.Start(t, cfg, w)
 	capturetest.Eventually(t, 60*time.Second, "slot active", func() bool {
 		s, ok := capturetest.Slot(t, db, cfg.Slot)
-		return ok && s.Active
+		return ok && s.Active && s.ConfirmedFlush != 0 // listed and active already while being created
 	})
 	for _, tc := range typeCases {
 		tbl := pgx.Identifier{schema, tc.name}.Sanitize()

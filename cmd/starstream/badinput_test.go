@@ -84,11 +84,15 @@ func childEnv(extra ...string) []string {
 	return append(env, extra...)
 }
 
-// dropTopicsAtCleanup deletes, at the end of the test, the topics of a source
-// schema and of a namespace: a broker holding thousands of leftover partitions
-// takes minutes to restart after a crash (it recovers every one of them).
+// dropTopicsAtCleanup deletes, at the end of a test that passed, the topics of
+// a source schema and of a namespace: a broker holding thousands of leftover
+// partitions takes a minute or more to restart after a crash (it recovers every
+// one of them).
 func dropTopicsAtCleanup(t *testing.T, schema, ns string) {
 	t.Cleanup(func() {
+		if t.Failed() {
+			return // evidence
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		c := &kafka.Client{Addr: kafka.TCP(capturetest.Brokers()...)}

@@ -14,7 +14,9 @@ package main
 //	go test -tags chaos -run TestChaos -v -count=1 -timeout 60m ./cmd/starstream   # ROUNDS=3 by default
 //	go test -tags chaos -run TestChaos -v -count=1 -short ./cmd/starstream          # one shorter round
 //
-// ROUNDS sets the number of rounds, CHAOS_SEED replays a schedule. Before each
+// ROUNDS sets the number of rounds, CHAOS_SEED replays a schedule, CHAOS_BIN
+// names a starstream binary to test instead of building the working tree; a
+// failed round's logs and warehouse are kept under test-artifacts/. Before each
 // kill of the broker or the database it waits (up to a minute) for other test
 // binaries on this machine to finish and skips that kill if they do not:
 // CHAOS_FORCE=1 kills regardless.
@@ -36,12 +38,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/starstream/starstream/capture/capturetest"
 	"github.com/starstream/starstream/cmd/starstream/internal/verify"
 	"github.com/starstream/starstream/deploy/shop"
 	"github.com/starstream/starstream/dimensions"
 	"github.com/starstream/starstream/sinks/duckdb"
+	"github.com/starstream/starstream/stream"
 )
 
 // Kinds of faults the rounds inject.
@@ -109,7 +113,10 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := buildBinary(t)
+	bin := os.Getenv("CHAOS_BIN") // a binary built elsewhere, e.g. from a clean export of a commit
+	if bin == "" {
+		bin = buildBinary(t)
+	}
 	tally := &chaosTally{faults: map[string]int{}, skipped: map[string]int{}, selfExits: map[string]int{}}
 	defer tally.print(t)
 	for r := 1; r <= rounds; r++ {
@@ -150,6 +157,7 @@ func chaosRound(t *testing.T, bin, root string, rng *rand.Rand, seed int64, tall
 	}
 	setup.Close(ctx) // it would not survive the database's restart
 	dir := t.TempDir()
+	keepOnFailure(t, root, dir)
 	slot := capturetest.Unique(t, "s")
 	ns := schema + "."
 	faults := "faults:\n  sink_fail_rate: 0.05\n  sink_slow_rate: 0.05\n  sink_slow_ms: 300\n"
@@ -170,6 +178,16 @@ func chaosRound(t *testing.T, bin, root string, rng *rand.Rand, seed int64, tall
 
 	capture := supervise(t, bin, configs["capture"], "capture", "capture")
 	pipelines := supervise(t, bin, configs["pipelines"], "pipelines", "run")
+	defer func() {
+		tally.sinkFaults += countInLog(pipelines.logPath, "injected fault")
+		for _, c := range []*supervised{capture, pipelines} {
+			c.mu.Lock()
+			if c.selfExits > 0 {
+				tally.selfExits[c.name] += c.selfExits
+			}
+			c.mu.Unlock()
+		}
+	}()
 
 	// Traffic, through any outage: a failed transaction is counted and the
 	// generator started again (its cached id ranges may be stale after one).
@@ -222,10 +240,15 @@ func chaosRound(t *testing.T, bin, root string, rng *rand.Rand, seed int64, tall
 		}
 	}()
 
-	// Faults at random moments: the first after the initial snapshot started.
+	// Faults at random moments 3-10s apart; the first one may hit the initial
+	// snapshot (it takes a second or two at scale 1).
 	began := time.Now()
-	for _, f := range chaosPlan(rng) {
-		time.Sleep(time.Duration(3000+rng.IntN(7000)) * time.Millisecond)
+	for i, f := range chaosPlan(rng) {
+		gap := time.Duration(3000+rng.IntN(7000)) * time.Millisecond
+		if i == 0 {
+			gap = time.Duration(500+rng.IntN(9500)) * time.Millisecond
+		}
+		time.Sleep(gap)
 		at := time.Since(began).Round(100 * time.Millisecond)
 		switch f {
 		case faultCapture:
@@ -260,18 +283,19 @@ func chaosRound(t *testing.T, bin, root string, rng *rand.Rand, seed int64, tall
 	db := capturetest.Connect(t)
 	fence := capturetest.Fence(t, db)
 	converge := time.Now()
-	for _, topic := range []string{"dim.customer", "dim.product", "dim.seller", "dim.campaign", "fact.sales"} {
-		waitTopic(t, ns+topic, fence, 5*time.Minute)
+	outputs := []string{ns + "dim.customer", ns + "dim.product", ns + "dim.seller", ns + "dim.campaign", ns + "fact.sales"}
+	if err := waitMarkers(outputs, fence, 5*time.Minute); err != nil {
+		// Where did it stop? Markers of every topic of the round, then the
+		// goroutines of both processes (SIGQUIT) into their logs.
+		t.Errorf("no convergence %v after the traffic stopped: %v", time.Since(converge).Round(time.Second), err)
+		t.Logf("fence %s; last marker of each partition:\n%s", fence, roundMarkers(schema, ns))
+		capture.quit(t)
+		pipelines.quit(t)
+		t.FailNow()
 	}
 	t.Logf("converged %v after the traffic stopped", time.Since(converge).Round(100*time.Millisecond))
 	capture.stop(t)
 	pipelines.stop(t)
-	tally.sinkFaults += countInLog(pipelines.logPath, "injected fault")
-	for _, c := range []*supervised{capture, pipelines} {
-		if c.selfExits > 0 {
-			tally.selfExits[c.name] += c.selfExits
-		}
-	}
 
 	wh, err := duckdb.Open(filepath.Join(dir, "warehouse.duckdb"), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -419,6 +443,126 @@ func (s *supervised) stop(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Errorf("%s did not stop within a minute of SIGTERM", s.name)
 	}
+}
+
+// keepOnFailure copies the round's logs and warehouse to
+// <repo>/test-artifacts/chaos-<time>-<round>/ when the round fails.
+func keepOnFailure(t *testing.T, root, dir string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		dst := filepath.Join(root, "test-artifacts", "chaos-"+time.Now().UTC().Format("20060102T150405")+"-"+filepath.Base(t.Name()))
+		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, path)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, rel)), 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+		})
+		t.Logf("logs and warehouse of the failed round kept in %s (%v)", dst, err)
+	})
+}
+
+// quit sends SIGQUIT, which makes a Go program print every goroutine's stack
+// (into its log) and exit; the supervisor does not restart it.
+func (s *supervised) quit(t *testing.T) {
+	t.Helper()
+	s.mu.Lock()
+	s.stopping = true
+	_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+	s.mu.Unlock()
+	select {
+	case <-s.final:
+		s.final <- nil
+	case <-time.After(30 * time.Second):
+	}
+}
+
+// waitMarkers waits until every partition of every topic has a marker >= lsn.
+func waitMarkers(topics []string, lsn stream.LSN, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for _, topic := range topics {
+		for {
+			marks, err := lastMarkers(ctx, topic)
+			behind := []string{}
+			for p, m := range marks {
+				if m < lsn {
+					behind = append(behind, fmt.Sprintf("[%d] at %s", p, m))
+				}
+			}
+			if err == nil && len(marks) > 0 && len(behind) == 0 {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s: partitions %v below %s (%v)", topic, behind, lsn, err)
+			}
+			time.Sleep(time.Second)
+		}
+	}
+	return nil
+}
+
+// lastMarkers returns the highest watermark marker of each partition of a topic.
+func lastMarkers(ctx context.Context, topic string) (map[int]stream.LSN, error) {
+	n, err := stream.NewAdmin(capturetest.Brokers()).Partitions(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]stream.LSN{}
+	for p := 0; p < n; p++ {
+		out[p] = 0
+	}
+	err = stream.ScanToEnd(ctx, capturetest.Brokers(), topic, func(m kafka.Message) error {
+		if lsn, ok := stream.MarkerLSN(m); ok && lsn > out[m.Partition] {
+			out[m.Partition] = lsn
+		}
+		return nil
+	})
+	return out, err
+}
+
+// roundMarkers renders the last markers of every topic of a round.
+func roundMarkers(schema, ns string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := &kafka.Client{Addr: kafka.TCP(capturetest.Brokers()...)}
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return err.Error()
+	}
+	var topics []string
+	for _, tp := range md.Topics {
+		if strings.HasPrefix(tp.Name, "cdc."+schema+".") || strings.HasPrefix(tp.Name, ns) {
+			topics = append(topics, tp.Name)
+		}
+	}
+	sort.Strings(topics)
+	var b strings.Builder
+	for _, topic := range topics {
+		marks, err := lastMarkers(ctx, topic)
+		parts := make([]string, 0, len(marks))
+		for p := 0; p < len(marks); p++ {
+			parts = append(parts, marks[p].String())
+		}
+		fmt.Fprintf(&b, "  %-60s %s %v\n", topic, strings.Join(parts, " "), errOrEmpty(err))
+	}
+	return b.String()
+}
+
+func errOrEmpty(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // crashService SIGKILLs a service of the local stack (the PID `make up`

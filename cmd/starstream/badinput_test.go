@@ -245,6 +245,25 @@ func waitTopic(t *testing.T, topic string, lsn stream.LSN, timeout time.Duration
 	streamtest.ReadAll(ctx, t, capturetest.Brokers(), topic, stream.NewCodecs(), lsn, nil)
 }
 
+// lastMarkers returns the highest watermark marker of each partition of a topic.
+func lastMarkers(ctx context.Context, topic string) (map[int]stream.LSN, error) {
+	n, err := stream.NewAdmin(capturetest.Brokers()).Partitions(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]stream.LSN{}
+	for p := 0; p < n; p++ {
+		out[p] = 0
+	}
+	err = stream.ScanToEnd(ctx, capturetest.Brokers(), topic, func(m kafka.Message) error {
+		if lsn, ok := stream.MarkerLSN(m); ok && lsn > out[m.Partition] {
+			out[m.Partition] = lsn
+		}
+		return nil
+	})
+	return out, err
+}
+
 // insertCustomer adds a customer and returns its id.
 func insertCustomer(t *testing.T, db *pgx.Conn, schema, name, city string) int64 {
 	t.Helper()
@@ -383,6 +402,156 @@ func TestBadInputPoisonRecordsAreDeadLettered(t *testing.T) {
 	if n[0][0] != src {
 		t.Errorf("dim_customer has %v current members, the source %d customers", n[0][0], src)
 	}
+}
+
+// A marker may follow a record above it in the same partition: the marker's
+// contract is that everything at or below its LSN came before it, and capture
+// does write such markers while a later transaction's write is in flight (the
+// chaos rounds caught cdc.<schema>.orders[1] holding @1305 a change at
+// 4/BE794960, then @1306 a marker 4/BE7947D7). A pipeline that releases up to
+// that marker must still resume before the record after a crash; this test
+// builds the case by hand: capture stopped, a change above every marker, then a
+// lower marker behind it; the pipeline releases up to the marker, is SIGKILLed,
+// a marker above the change arrives, and the restarted pipeline must apply it.
+func TestBadInputRecordAboveLaterMarkerSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	bin := sharedBinary(t)
+	ctx := context.Background()
+	schema := capturetest.NewSchema(t)
+	db := capturetest.Connect(t)
+	if err := shop.Create(ctx, db, schema); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := shop.Seed(ctx, db, shop.SeedConfig{Schema: schema, Scale: 1, Seed: 34}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	slot := capturetest.Unique(t, "s")
+	ns := schema + "."
+	warehouse := filepath.Join(dir, "warehouse.duckdb")
+	configs := map[string]string{}
+	for _, name := range []string{"capture", "pipelines"} {
+		d := filepath.Join(dir, name)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		configs[name] = stackConfigAt(t, filepath.Join(d, "starstream.yaml"), warehouse, schema, slot, "")
+	}
+	dropTopicsAtCleanup(t, schema, ns)
+	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
+
+	capture := start(t, bin, configs["capture"], "capture")
+	proc := start(t, bin, configs["pipelines"], "run", "--pipelines", "dim_customer")
+	waitTopic(t, ns+"dim.customer", capturetest.Fence(t, db), 3*time.Minute)
+	capture.stop(t) // from here on the test is the only producer
+
+	input := stream.Topic("cdc", schema, "customers")
+	marks, err := lastMarkers(ctx, input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var top stream.LSN
+	for _, m := range marks {
+		top = max(top, m)
+	}
+	above, below := top+0x1000, top+1
+	real := firstRecord(t, input)
+	change := withPosition(t, real, above, "Marker Test City")
+	writeToPartition(t, input, real.Partition, change)
+	for p := range marks {
+		writeToPartition(t, input, p, markerAt(input, p, below))
+	}
+	waitTopic(t, ns+"dim.customer", below, time.Minute) // released up to the lower marker, checkpointed
+	proc.kill()
+	for p := range marks {
+		writeToPartition(t, input, p, markerAt(input, p, above))
+	}
+	proc = start(t, bin, configs["pipelines"], "run", "--pipelines", "dim_customer")
+	waitTopic(t, ns+"dim.customer", above, time.Minute)
+	proc.stop(t)
+
+	wh, err := duckdb.Open(warehouse, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Close()
+	id := change.Key // for the message only
+	_, rows, err := wh.Query(ctx, `SELECT customer_id, city, source_lsn FROM dim_customer WHERE is_current AND city = 'Marker Test City'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 {
+		t.Errorf("the change at %s (%s[%d], before a marker at %s) is not in dim_customer after the restart: current rows %v (key %q)",
+			above, input, real.Partition, below, rows, id)
+	}
+}
+
+// withPosition re-encodes a change record of a capture topic as an update at
+// lsn (seq 0) whose city is city.
+func withPosition(t *testing.T, m kafka.Message, lsn stream.LSN, city string) kafka.Message {
+	t.Helper()
+	codecs := stream.NewCodecs()
+	if _, err := stream.LoadSchemas(context.Background(), capturetest.Brokers(), "", codecs); err != nil {
+		t.Fatal(err)
+	}
+	fp, err := stream.Fingerprint(m.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, ok := codecs.Lookup(fp)
+	if !ok {
+		t.Fatalf("schema %016x not in the schema topic", fp)
+	}
+	native, _, err := codec.NativeFromSingle(m.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := native.(map[string]any)
+	env["op"] = string(stream.OpUpdate)
+	env["lsn"] = int64(lsn)
+	env["seq"] = int64(0)
+	set := false
+	if after, ok := env["after"].(map[string]any); ok { // union: {"<row record>": row}
+		for _, row := range after {
+			if r, ok := row.(map[string]any); ok {
+				if c, ok := r["city"].(map[string]any); ok { // nullable: {"string": value}
+					for branch := range c {
+						c[branch] = city
+						set = true
+					}
+				} else if _, ok := r["city"]; ok {
+					r["city"], set = city, true
+				}
+			}
+		}
+	}
+	if !set {
+		t.Fatalf("no city in %v", env["after"])
+	}
+	value, err := codec.SingleFromNative(nil, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var headers []kafka.Header
+	for _, h := range m.Headers {
+		switch h.Key {
+		case stream.HeaderLSN:
+			h.Value = []byte(fmt.Sprint(uint64(lsn)))
+		case stream.HeaderSeq:
+			h.Value = []byte("0")
+		}
+		headers = append(headers, h)
+	}
+	return kafka.Message{Key: m.Key, Value: value, Headers: headers}
+}
+
+// markerAt is a watermark marker as capture writes it.
+func markerAt(topic string, partition int, lsn stream.LSN) kafka.Message {
+	return kafka.Message{Topic: topic, Key: []byte("__starstream_watermark"), Headers: []kafka.Header{
+		{Key: stream.HeaderControl, Value: []byte(stream.ControlWatermark)},
+		{Key: stream.HeaderWatermark, Value: []byte(fmt.Sprint(uint64(lsn)))},
+		{Key: "starstream.partition", Value: []byte(fmt.Sprint(partition))},
+	}}
 }
 
 // firstRecord returns the first data record (not a marker) of a topic.

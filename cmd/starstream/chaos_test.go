@@ -511,25 +511,6 @@ func waitMarkers(topics []string, lsn stream.LSN, timeout time.Duration) error {
 	return nil
 }
 
-// lastMarkers returns the highest watermark marker of each partition of a topic.
-func lastMarkers(ctx context.Context, topic string) (map[int]stream.LSN, error) {
-	n, err := stream.NewAdmin(capturetest.Brokers()).Partitions(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	out := map[int]stream.LSN{}
-	for p := 0; p < n; p++ {
-		out[p] = 0
-	}
-	err = stream.ScanToEnd(ctx, capturetest.Brokers(), topic, func(m kafka.Message) error {
-		if lsn, ok := stream.MarkerLSN(m); ok && lsn > out[m.Partition] {
-			out[m.Partition] = lsn
-		}
-		return nil
-	})
-	return out, err
-}
-
 // roundMarkers renders the last markers of every topic of a round.
 func roundMarkers(schema, ns string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

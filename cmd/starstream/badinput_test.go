@@ -335,13 +335,20 @@ func TestBadInputPoisonRecordsAreDeadLettered(t *testing.T) {
 	waitTopic(t, ns+"dim.customer", capturetest.Fence(t, db), 3*time.Minute)
 	requireAlive(t, proc, "after the poison records")
 
-	// Dead letters are written before the watermark that covers them advances.
+	// Dead letters are written before the watermark that covers them advances;
+	// a topic just created may take a moment to show in the broker's metadata.
 	dlq := map[string]kafka.Message{}
-	if err := stream.ScanToEnd(ctx, capturetest.Brokers(), ns+"dlq.dim_customer", func(m kafka.Message) error {
-		dlq[string(m.Value)] = m
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if err := stream.ScanToEnd(ctx, capturetest.Brokers(), ns+"dlq.dim_customer", func(m kafka.Message) error {
+			dlq[string(m.Value)] = m
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(dlq) >= len(poison) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	if len(dlq) != len(poison) {
 		t.Errorf("%s holds %d records, want the %d poison records", ns+"dlq.dim_customer", len(dlq), len(poison))

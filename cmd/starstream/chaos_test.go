@@ -58,17 +58,18 @@ const (
 
 // chaosTally adds up what the rounds did and found.
 type chaosTally struct {
-	rounds     int
-	faults     map[string]int
-	skipped    map[string]int // infrastructure kills skipped: other tests were using the stack
-	sinkFaults int            // injected warehouse failures the retry decorator absorbed
-	selfExits  map[string]int // processes that exited by themselves (restarted by the test)
-	genErrors  int            // generator transactions that failed (database down)
-	txs        int64          // generator transactions committed
-	checked    int            // rows compared by verify
-	lost       int            // in the source, not in the warehouse
-	duplicated int
-	other      int // extra or mismatched rows
+	rounds      int
+	faults      map[string]int
+	skipped     map[string]int // infrastructure kills skipped: other tests were using the stack
+	sinkFaults  int            // injected warehouse failures the retry decorator absorbed
+	selfExits   map[string]int // processes that exited by themselves (restarted by the test)
+	deadLetters map[string]int // dead-lettered records by rule ("decode": valid changes lost)
+	genErrors   int            // generator transactions that failed (database down)
+	txs         int64          // generator transactions committed
+	checked     int            // rows compared by verify
+	lost        int            // in the source, not in the warehouse
+	duplicated  int
+	other       int // extra or mismatched rows
 }
 
 func (s *chaosTally) print(t *testing.T) {
@@ -83,6 +84,7 @@ func (s *chaosTally) print(t *testing.T) {
 		fmt.Fprintf(&b, "  skipped (stack in use by other tests): %v\n", s.skipped)
 	}
 	fmt.Fprintf(&b, "  processes that exited by themselves and were restarted: %v\n", s.selfExits)
+	fmt.Fprintf(&b, "  dead-lettered records by rule (decode must be 0): %v\n", s.deadLetters)
 	fmt.Fprintf(&b, "  generator: %d transactions committed, %d failed\n", s.txs, s.genErrors)
 	fmt.Fprintf(&b, "  rows checked=%d lost=%d duplicated=%d other differences=%d\n", s.checked, s.lost, s.duplicated, s.other)
 	t.Log(b.String())
@@ -117,7 +119,7 @@ func TestChaos(t *testing.T) {
 	if bin == "" {
 		bin = buildBinary(t)
 	}
-	tally := &chaosTally{faults: map[string]int{}, skipped: map[string]int{}, selfExits: map[string]int{}}
+	tally := &chaosTally{faults: map[string]int{}, skipped: map[string]int{}, selfExits: map[string]int{}, deadLetters: map[string]int{}}
 	defer tally.print(t)
 	for r := 1; r <= rounds; r++ {
 		rng := rand.New(rand.NewPCG(seed, uint64(r)))
@@ -129,8 +131,9 @@ func TestChaos(t *testing.T) {
 			break // the stack may be in a bad state: later rounds would only add noise
 		}
 	}
-	if tally.lost > 0 || tally.duplicated > 0 || tally.other > 0 {
-		t.Errorf("%d rows lost, %d duplicated, %d other differences", tally.lost, tally.duplicated, tally.other)
+	if tally.lost > 0 || tally.duplicated > 0 || tally.other > 0 || tally.deadLetters["decode"] > 0 {
+		t.Errorf("%d rows lost, %d duplicated, %d other differences, %d valid changes dead-lettered",
+			tally.lost, tally.duplicated, tally.other, tally.deadLetters["decode"])
 	}
 }
 
@@ -297,6 +300,16 @@ func chaosRound(t *testing.T, bin, root string, rng *rand.Rand, seed int64, tall
 	capture.stop(t)
 	pipelines.stop(t)
 
+	// Nothing the generator writes is poison: a record dead-lettered as
+	// undecodable is a change lost to the warehouse.
+	dead := deadLetters(t, ns)
+	for rule, n := range dead {
+		tally.deadLetters[rule] += n
+	}
+	if dead["decode"] > 0 {
+		t.Errorf("%d valid changes were dead-lettered as undecodable (by rule: %v)", dead["decode"], dead)
+	}
+
 	wh, err := duckdb.Open(filepath.Join(dir, "warehouse.duckdb"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -443,6 +456,43 @@ func (s *supervised) stop(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Errorf("%s did not stop within a minute of SIGTERM", s.name)
 	}
+}
+
+// deadLetters counts the records of a namespace's dead-letter topics by rule.
+func deadLetters(t *testing.T, ns string) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := &kafka.Client{Addr: kafka.TCP(capturetest.Brokers()...)}
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, tp := range md.Topics {
+		if !strings.HasPrefix(tp.Name, ns+"dlq.") {
+			continue
+		}
+		if err := stream.ScanToEnd(ctx, capturetest.Brokers(), tp.Name, func(m kafka.Message) error {
+			rule, reason := "?", ""
+			for _, h := range m.Headers {
+				switch h.Key {
+				case "starstream.dlq.rule":
+					rule = string(h.Value)
+				case "starstream.dlq.reason":
+					reason = string(h.Value)
+				}
+			}
+			if out[rule] == 0 {
+				t.Logf("first dead letter of rule %s in %s: %s", rule, tp.Name, reason)
+			}
+			out[rule]++
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
 
 // keepOnFailure copies the round's logs and warehouse to

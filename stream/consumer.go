@@ -372,7 +372,14 @@ func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*
 		keep := p.marks[:0]
 		for _, mk := range p.marks {
 			if mk.lsn <= bound {
+				// A marker may follow a record above it (written while a later
+				// transaction was in flight); that record is still pending, so
+				// reading must resume at it, not past the marker. What is re-read
+				// between it and the marker was applied and is ignored by position.
 				p.position = mk.offset + 1
+				if len(p.pending) > 0 {
+					p.position = min(p.position, p.pending[0].Offset)
+				}
 				if offsets[p.topic] == nil {
 					offsets[p.topic] = map[int]int64{}
 				}

@@ -10,14 +10,15 @@ LOCAL_DIR="$ROOT/deploy/local"
 DATA="${STARSTREAM_DATA_DIR:-$ROOT/.data}"
 CACHE="${STARSTREAM_CACHE_DIR:-$ROOT/.cache}"
 
-# Fixed ports: the DSN and broker address in env.sh and the tests depend on them.
-PG_PORT=55432
+# Ports: the defaults are what env.sh and the tests use. A second, independent stack (the
+# chaos rounds kill their services, so they get their own) sets STARSTREAM_DATA_DIR and these.
+PG_PORT="${STARSTREAM_PG_PORT:-55432}"
 PG_USER=starstream
 PG_PASSWORD=starstream
 PG_DB=starstream
 PG_DSN="postgres://${PG_USER}:${PG_PASSWORD}@127.0.0.1:${PG_PORT}/${PG_DB}?sslmode=disable"
-KAFKA_PORT=19092
-KAFKA_CONTROLLER_PORT=19093
+KAFKA_PORT="${STARSTREAM_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${STARSTREAM_KAFKA_CONTROLLER_PORT:-19093}"
 KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
 
 # How long `up` waits for a service to answer before giving up (seconds).

@@ -61,9 +61,26 @@ func start(t *testing.T, bin, config string, args ...string) *process {
 	go func() { p.done <- cmd.Wait(); logf.Close() }()
 	t.Cleanup(func() { p.kill() })
 	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("starstream log (tail):\n%s", tail(string(b), 40))
+		if !t.Failed() {
+			return
+		}
+		// A process still running when its test failed may be stuck: SIGQUIT makes
+		// the Go runtime write every goroutine's stack to the log before exiting.
+		select {
+		case err := <-p.done:
+			p.done <- err
+		default:
+			_ = cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case err := <-p.done:
+				p.done <- err
+			case <-time.After(10 * time.Second):
+			}
+		}
+		b, _ := os.ReadFile(logf.Name())
+		t.Logf("starstream log (tail):\n%s", tail(stacklessLog(string(b)), 40))
+		if path, err := saveArtifact(t, fmt.Sprintf("%s-%d.log", args[0], cmd.Process.Pid), b); err == nil {
+			t.Logf("full log with goroutine stacks: %s", path)
 		}
 	})
 	// Wait until it runs (signal handling is set up by then), so a stop is a stop.
@@ -83,6 +100,27 @@ func start(t *testing.T, bin, config string, args ...string) *process {
 			t.Fatalf("starstream did not start within 60s:\n%s", tail(string(b), 20))
 		}
 	}
+}
+
+// stacklessLog cuts the goroutine dump a SIGQUIT appends to a log.
+func stacklessLog(s string) string {
+	if i := strings.Index(s, "\nSIGQUIT: quit"); i >= 0 {
+		return s[:i+1] + "(goroutine stacks cut; see the saved log)\n"
+	}
+	return s
+}
+
+// saveArtifact writes b under test-artifacts/<test name>/ at the repository root.
+func saveArtifact(t *testing.T, name string, b []byte) (string, error) {
+	dir := filepath.Join("..", "..", "test-artifacts", strings.ReplaceAll(t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return "", err
+	}
+	return filepath.Abs(path)
 }
 
 func (p *process) kill() {

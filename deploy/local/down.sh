@@ -9,4 +9,5 @@ DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 rc=0
 wait $kafka || rc=1
 wait $pg || rc=1
+"$DIR/registry.sh" down || rc=1
 exit $rc

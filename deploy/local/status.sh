@@ -6,3 +6,4 @@ DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 printf '%-10s %-38s %-6s %-8s %s\n' SERVICE STATE PORT PID LOG
 "$DIR/postgres.sh" status
 "$DIR/kafka.sh" status
+"$DIR/registry.sh" status

@@ -13,5 +13,6 @@ rc=0
 wait $pg || { echo "up:       PostgreSQL failed (see above)" >&2; rc=1; }
 wait $kafka || { echo "up:       Kafka failed (see above)" >&2; rc=1; }
 [ $rc = 0 ] || exit $rc
+"$DIR/registry.sh" up  # after Kafka and PostgreSQL: it needs neither, but is least urgent
 
 echo "up:       stack ready in $((SECONDS - start))s; 'source deploy/local/env.sh' for STARSTREAM_PG_DSN, STARSTREAM_KAFKA_BROKERS and the Kafka tools" >&2

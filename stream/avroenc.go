@@ -26,6 +26,15 @@ func appendSOEHeader(buf []byte, fp uint64) []byte {
 	return binary.LittleEndian.AppendUint64(buf, fp)
 }
 
+// appendHeader appends the Confluent wire format header (magic byte 0, schema
+// id big endian) when the schema has a registry id, else the single-object one.
+func appendHeader(buf []byte, id int, fp uint64) []byte {
+	if id > 0 {
+		return binary.BigEndian.AppendUint32(append(buf, confluentMagic), uint32(id))
+	}
+	return appendSOEHeader(buf, fp)
+}
+
 // appendLong appends an Avro long: zig-zag, then base-128 varint.
 func appendLong(buf []byte, v int64) []byte {
 	u := uint64(v<<1) ^ uint64(v>>63)

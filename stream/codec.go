@@ -1,8 +1,11 @@
 package stream
 
 import (
+	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -11,19 +14,75 @@ import (
 )
 
 // Codecs holds the Avro codecs known to a process, by Rabin fingerprint
-// (Avro single-object encoding names its writer schema by that fingerprint).
-// It is safe for concurrent use.
+// (Avro single-object encoding names its writer schema by that fingerprint)
+// and, with a schema registry, by registry schema id (the Confluent wire
+// format names it by id). It is safe for concurrent use.
 type Codecs struct {
 	mu     sync.RWMutex
 	raw    map[uint64]string // loaded from the schema topic, compiled on first use
 	byFP   map[uint64]*goavro.Codec
 	schema map[uint64]string
 	names  map[uint64][2]string // envelope fingerprint → schema, table (from the namespace)
+	byID   map[int]uint64       // registry schema id → fingerprint
+	reg    *Registry            // nil: single-object encoding only
 }
 
-// NewCodecs returns an empty set of codecs.
-func NewCodecs() *Codecs {
-	return &Codecs{raw: map[uint64]string{}, byFP: map[uint64]*goavro.Codec{}, schema: map[uint64]string{}, names: map[uint64][2]string{}}
+// NewCodecs returns an empty set of codecs for single-object encoding with the
+// schemas in the schema topic.
+func NewCodecs() *Codecs { return NewRegistryCodecs(nil) }
+
+// NewRegistryCodecs returns an empty set of codecs bound to a schema registry:
+// writers given these codecs register their schemas there and write the
+// Confluent wire format; decoders read both formats, looking unknown ids up in
+// the registry. A nil registry is NewCodecs.
+func NewRegistryCodecs(reg *Registry) *Codecs {
+	return &Codecs{raw: map[uint64]string{}, byFP: map[uint64]*goavro.Codec{}, schema: map[uint64]string{},
+		names: map[uint64][2]string{}, byID: map[int]uint64{}, reg: reg}
+}
+
+// Registry returns the schema registry the codecs are bound to, or nil.
+func (c *Codecs) Registry() *Registry { return c.reg }
+
+// addID records the fingerprint of a registry schema id.
+func (c *Codecs) addID(id int, fp uint64) {
+	c.mu.Lock()
+	c.byID[id] = fp
+	c.mu.Unlock()
+}
+
+// Resolve makes the writer schema of an encoded record (key or value) known when
+// it is in the Confluent wire format, asking the registry for its id; for
+// single-object encoding it does nothing (LoadSchemas reads the schema topic).
+// Consumers do this themselves; it serves readers that call DecodeEvent directly.
+func (c *Codecs) Resolve(ctx context.Context, record []byte) error {
+	ref, err := readHeader(record)
+	if err != nil || ref.id == 0 {
+		return err
+	}
+	return c.resolveID(ctx, ref.id)
+}
+
+// resolveID compiles the schema of a registry id, asking the registry once.
+func (c *Codecs) resolveID(ctx context.Context, id int) error {
+	c.mu.RLock()
+	_, ok := c.byID[id]
+	c.mu.RUnlock()
+	if ok {
+		return nil
+	}
+	if c.reg == nil {
+		return fmt.Errorf("%w: record in the Confluent wire format (schema id %d) but no schema registry is configured (kafka.schema_registry_url)", ErrUnknownSchema, id)
+	}
+	text, err := c.reg.SchemaByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	fp, err := c.Add(text)
+	if err != nil {
+		return fmt.Errorf("%w: schema id %d: %v", ErrPoison, id, err)
+	}
+	c.addID(id, fp)
+	return nil
 }
 
 // Add compiles an Avro schema and returns its fingerprint.
@@ -94,6 +153,74 @@ func Fingerprint(buf []byte) (uint64, error) {
 	return fp, nil
 }
 
+// confluentMagic starts a record in the Confluent wire format, followed by the
+// writer schema's registry id (4 bytes, big endian) and the Avro binary.
+const confluentMagic = 0
+
+// writerRef names the writer schema of an encoded record: its registry id
+// (Confluent wire format) or its fingerprint (single-object encoding).
+type writerRef struct {
+	id   int // > 0: Confluent wire format
+	fp   uint64
+	body []byte // the Avro binary after the header
+}
+
+func (w writerRef) String() string {
+	if w.id > 0 {
+		return fmt.Sprintf("schema id %d", w.id)
+	}
+	return fmt.Sprintf("%016x", w.fp)
+}
+
+// readHeader tells the two formats apart by their first byte: 0xC3 starts
+// single-object encoding, 0 the Confluent wire format.
+func readHeader(buf []byte) (writerRef, error) {
+	if len(buf) > 0 && buf[0] == confluentMagic {
+		if len(buf) < 5 {
+			return writerRef{}, fmt.Errorf("%w: Confluent wire format header cut short (%d bytes)", ErrPoison, len(buf))
+		}
+		id := int(binary.BigEndian.Uint32(buf[1:5]))
+		if id <= 0 || id > math.MaxInt32 {
+			return writerRef{}, fmt.Errorf("%w: Confluent wire format with schema id %d", ErrPoison, id)
+		}
+		return writerRef{id: id, body: buf[5:]}, nil
+	}
+	fp, err := Fingerprint(buf)
+	if err != nil {
+		return writerRef{}, fmt.Errorf("%w: neither avro single-object encoding nor the Confluent wire format", ErrPoison)
+	}
+	return writerRef{fp: fp, body: buf[10:]}, nil
+}
+
+// lookupRef returns the codec of a record's writer schema and its fingerprint.
+func (c *Codecs) lookupRef(ref writerRef) (*goavro.Codec, uint64, bool) {
+	fp := ref.fp
+	if ref.id > 0 {
+		c.mu.RLock()
+		var ok bool
+		fp, ok = c.byID[ref.id]
+		c.mu.RUnlock()
+		if !ok {
+			return nil, 0, false
+		}
+	}
+	codec, ok := c.Lookup(fp)
+	return codec, fp, ok
+}
+
+// decodeBody decodes the Avro binary of a record; the Confluent wire format has
+// nothing after it.
+func decodeBody(codec *goavro.Codec, ref writerRef) (any, error) {
+	native, rest, err := codec.NativeFromBinary(ref.body)
+	if err != nil {
+		return nil, err
+	}
+	if ref.id > 0 && len(rest) != 0 {
+		return nil, fmt.Errorf("%d bytes after the record", len(rest))
+	}
+	return native, nil
+}
+
 // TableCodec encodes the events of one table version.
 type TableCodec struct {
 	Table     TableSchema
@@ -101,6 +228,10 @@ type TableCodec struct {
 	ValueFP   uint64
 	KeyJSON   string
 	ValueJSON string
+	// KeyID and ValueID are the registry schema ids the writer registered the
+	// key and value schemas under (subjects <topic>-key and <topic>-value):
+	// records then use the Confluent wire format. Zero: single-object encoding.
+	KeyID, ValueID int
 
 	rowCols, keyCols []column // compiled Avro encoders (avroenc.go)
 }
@@ -126,55 +257,59 @@ func NewTableCodec(codecs *Codecs, s TableSchema) (*TableCodec, error) {
 	return tc, nil
 }
 
-// EncodeKey returns the single-object encoded primary key of the event.
+// EncodeKey returns the encoded primary key of the event: Confluent wire format
+// when the codec was registered in a schema registry, else single-object encoding.
 func (tc *TableCodec) EncodeKey(ev *Event) ([]byte, error) {
 	return tc.AppendKey(nil, ev.Key)
 }
 
-// AppendKey appends the single-object encoding of a primary key (the key
-// columns of key) to buf.
+// AppendKey appends the encoding of a primary key (the key columns of key) to buf.
 func (tc *TableCodec) AppendKey(buf []byte, key map[string]any) ([]byte, error) {
 	n := len(buf)
-	buf, err := appendRecord(appendSOEHeader(buf, tc.KeyFP), tc.keyCols, key)
+	buf, err := appendRecord(appendHeader(buf, tc.KeyID, tc.KeyFP), tc.keyCols, key)
 	if err != nil {
 		return buf[:n], fmt.Errorf("encode key of %s.%s: %w", tc.Table.Schema, tc.Table.Table, err)
 	}
 	return buf, nil
 }
 
-// EncodeValue returns the single-object encoded envelope of the event.
+// EncodeValue returns the encoded envelope of the event (format as EncodeKey).
 func (tc *TableCodec) EncodeValue(ev *Event) ([]byte, error) {
 	return tc.AppendValue(nil, ev)
 }
 
-// AppendValue appends the single-object encoded envelope of the event to buf.
+// AppendValue appends the encoded envelope of the event to buf.
 func (tc *TableCodec) AppendValue(buf []byte, ev *Event) ([]byte, error) {
 	n := len(buf)
-	buf, err := tc.appendEnvelope(appendSOEHeader(buf, tc.ValueFP), ev)
+	buf, err := tc.appendEnvelope(appendHeader(buf, tc.ValueID, tc.ValueFP), ev)
 	if err != nil {
 		return buf[:n], err
 	}
 	return buf, nil
 }
 
-// Decoded is one decoded record: the event and the writer schema's fingerprint.
+// Decoded is one decoded record: the event and the writer schema's fingerprint
+// (and registry id, for the Confluent wire format).
 type Decoded struct {
 	Event       Event
 	Fingerprint uint64
+	SchemaID    int
 }
 
-// DecodeEvent decodes a single-object encoded envelope. The schema and table
-// come from the writer schema's namespace ("starstream.<schema>.<table>").
+// DecodeEvent decodes an envelope in single-object encoding or the Confluent
+// wire format. The schema and table come from the writer schema's namespace
+// ("starstream.<schema>.<table>"). A schema id not seen yet is an
+// ErrUnknownSchema: consumers resolve it through the registry and try again.
 func (c *Codecs) DecodeEvent(value []byte) (Decoded, error) {
-	fp, err := Fingerprint(value)
+	ref, err := readHeader(value)
 	if err != nil {
 		return Decoded{}, err
 	}
-	codec, ok := c.Lookup(fp)
+	codec, fp, ok := c.lookupRef(ref)
 	if !ok {
-		return Decoded{Fingerprint: fp}, fmt.Errorf("%w: %016x", ErrUnknownSchema, fp)
+		return Decoded{Fingerprint: ref.fp, SchemaID: ref.id}, fmt.Errorf("%w: %s", ErrUnknownSchema, ref)
 	}
-	native, _, err := codec.NativeFromSingle(value)
+	native, err := decodeBody(codec, ref)
 	if err != nil {
 		return Decoded{Fingerprint: fp}, fmt.Errorf("%w: %v", ErrPoison, err)
 	}
@@ -186,7 +321,7 @@ func (c *Codecs) DecodeEvent(value []byte) (Decoded, error) {
 	name, named := c.names[fp]
 	c.mu.RUnlock()
 	if !named {
-		return Decoded{Fingerprint: fp}, fmt.Errorf("%w: schema %016x is not a starstream.<schema>.<table> envelope", ErrPoison, fp)
+		return Decoded{Fingerprint: fp}, fmt.Errorf("%w: schema %s is not a starstream.<schema>.<table> envelope", ErrPoison, ref)
 	}
 	ev := Event{Schema: name[0], Table: name[1]}
 	op, _ := env["op"].(string)
@@ -202,7 +337,7 @@ func (c *Codecs) DecodeEvent(value []byte) (Decoded, error) {
 	}
 	ev.Before = goRow(env["before"])
 	ev.After = goRow(env["after"])
-	return Decoded{Event: ev, Fingerprint: fp}, nil
+	return Decoded{Event: ev, Fingerprint: fp, SchemaID: ref.id}, nil
 }
 
 func asSlice(v any) []any {
@@ -240,17 +375,17 @@ func goRow(v any) map[string]any {
 	return out
 }
 
-// DecodeKey decodes a single-object encoded key record into column values.
+// DecodeKey decodes a key record (either format) into column values.
 func (c *Codecs) DecodeKey(key []byte) (map[string]any, error) {
-	fp, err := Fingerprint(key)
+	ref, err := readHeader(key)
 	if err != nil {
 		return nil, err
 	}
-	codec, ok := c.Lookup(fp)
+	codec, _, ok := c.lookupRef(ref)
 	if !ok {
-		return nil, fmt.Errorf("%w: key %016x", ErrUnknownSchema, fp)
+		return nil, fmt.Errorf("%w: key %s", ErrUnknownSchema, ref)
 	}
-	native, _, err := codec.NativeFromSingle(key)
+	native, err := decodeBody(codec, ref)
 	if err != nil {
 		return nil, fmt.Errorf("%w: key: %v", ErrPoison, err)
 	}

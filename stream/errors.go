@@ -11,4 +11,10 @@ var (
 	ErrPoison = errors.New("undecodable record")
 	// ErrBadSchema marks a table schema that cannot be turned into Avro.
 	ErrBadSchema = errors.New("invalid table schema")
+	// ErrIncompatibleSchema marks a schema the registry refused under the subject's compatibility level.
+	ErrIncompatibleSchema = errors.New("schema incompatible with the subject's earlier versions")
+	// ErrSchemaNotFound marks a schema id the registry does not know.
+	ErrSchemaNotFound = errors.New("schema not found in the registry")
+	// ErrRegistryUnavailable marks a registry that could not be reached or answered 5xx/429: retryable.
+	ErrRegistryUnavailable = errors.New("schema registry unavailable")
 )

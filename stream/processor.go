@@ -100,7 +100,7 @@ func NewProcessor(ctx context.Context, cfg ProcessorConfig, codecs *Codecs, w *W
 		return nil, fmt.Errorf("processor %s: state topic %s has %d partitions; it needs exactly 1 (its order is the restore order)", cfg.Name, cfg.StateTopic, n)
 	}
 	for _, s := range append(cfg.StateSchemas, checkpointSchema) {
-		if _, err := w.Register(ctx, cfg.StateTopic, s); err != nil {
+		if _, err := w.RegisterInternal(ctx, cfg.StateTopic, s); err != nil {
 			return nil, err
 		}
 	}

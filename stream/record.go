@@ -23,7 +23,8 @@ type Record struct {
 }
 
 // decoder turns Kafka messages into records, loading unknown schemas from the
-// schema topic once per fingerprint before declaring a record poison.
+// schema topic once per fingerprint, or from the schema registry once per id,
+// before declaring a record poison.
 type decoder struct {
 	brokers     []string
 	schemaTopic string
@@ -41,8 +42,12 @@ func newDecoder(brokers []string, schemaTopic string, codecs *Codecs) *decoder {
 func (d *decoder) decode(ctx context.Context, m kafka.Message) Record {
 	rec := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Raw: m}
 	dec, err := d.codecs.DecodeEvent(m.Value)
-	if errors.Is(err, ErrUnknownSchema) && d.reload(ctx, dec.Fingerprint) {
-		dec, err = d.codecs.DecodeEvent(m.Value)
+	if errors.Is(err, ErrUnknownSchema) {
+		if rerr := d.resolve(ctx, writerRef{id: dec.SchemaID, fp: dec.Fingerprint}); rerr != nil {
+			err = rerr
+		} else {
+			dec, err = d.codecs.DecodeEvent(m.Value)
+		}
 	}
 	if err != nil {
 		rec.Err = fmt.Errorf("%s[%d]@%d: %w", m.Topic, m.Partition, m.Offset, err)
@@ -52,8 +57,12 @@ func (d *decoder) decode(ctx context.Context, m kafka.Message) Record {
 	if dec.Event.Op != OpTruncate {
 		key, err := d.codecs.DecodeKey(m.Key)
 		if errors.Is(err, ErrUnknownSchema) {
-			if fp, ferr := Fingerprint(m.Key); ferr == nil && d.reload(ctx, fp) {
-				key, err = d.codecs.DecodeKey(m.Key)
+			if ref, herr := readHeader(m.Key); herr == nil {
+				if rerr := d.resolve(ctx, ref); rerr != nil {
+					err = rerr
+				} else {
+					key, err = d.codecs.DecodeKey(m.Key)
+				}
 			}
 		}
 		if err != nil {
@@ -64,6 +73,35 @@ func (d *decoder) decode(ctx context.Context, m kafka.Message) Record {
 		rec.Event.Key = key
 	}
 	return rec
+}
+
+// resolve makes the writer schema of a record known: by id from the registry,
+// by fingerprint from the schema topic. An unreachable registry is waited for
+// (a record is poison only when the registry says its id does not exist).
+func (d *decoder) resolve(ctx context.Context, ref writerRef) error {
+	if ref.id == 0 {
+		if !d.reload(ctx, ref.fp) {
+			return fmt.Errorf("%w: %016x", ErrUnknownSchema, ref.fp)
+		}
+		return nil
+	}
+	backoff := time.Second
+	for {
+		err := d.codecs.resolveID(ctx, ref.id)
+		if err == nil || !errors.Is(err, ErrRegistryUnavailable) {
+			if errors.Is(err, ErrSchemaNotFound) {
+				return fmt.Errorf("%w: %v", ErrUnknownSchema, err)
+			}
+			return err
+		}
+		d.codecs.reg.log.Warn("schema registry unreachable; waiting for it before decoding", "registry", d.codecs.reg.String(), "error", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("resolve schema id %d: %w", ref.id, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
 }
 
 func (d *decoder) reload(ctx context.Context, fp uint64) bool {

@@ -106,10 +106,26 @@ func NewWriter(cfg WriterConfig, codecs *Codecs, logger *slog.Logger) (*Writer, 
 }
 
 // Register declares the current version of a table and the topic its events go to:
-// it creates the topic if needed and publishes the key and value schemas to the
-// schema topic before any record uses them. Registering a changed schema makes it
-// the version used from then on.
+// it creates the topic if needed and makes the key and value schemas known before
+// any record uses them. With codecs bound to a schema registry it registers them
+// under the subjects <topic>-key and <topic>-value (TopicNameStrategy) and the
+// records use the Confluent wire format; without, it publishes them to the schema
+// topic and the records use single-object encoding. Registering a changed schema
+// makes it the version used from then on; a registry that refuses it (the
+// subject's compatibility level) fails with ErrIncompatibleSchema.
 func (w *Writer) Register(ctx context.Context, topic string, s TableSchema) (*TableCodec, error) {
+	return w.register(ctx, topic, s, w.codecs.Registry())
+}
+
+// RegisterInternal is Register for a topic only starstream reads (a pipeline's
+// state topic, which holds records of several schemas): single-object encoding
+// with the schemas in the schema topic, whether or not a registry is configured,
+// so the registry holds only the subjects other tools read.
+func (w *Writer) RegisterInternal(ctx context.Context, topic string, s TableSchema) (*TableCodec, error) {
+	return w.register(ctx, topic, s, nil)
+}
+
+func (w *Writer) register(ctx context.Context, topic string, s TableSchema, reg *Registry) (*TableCodec, error) {
 	tc, err := NewTableCodec(w.codecs, s)
 	if err != nil {
 		return nil, err
@@ -118,7 +134,16 @@ func (w *Writer) Register(ctx context.Context, topic string, s TableSchema) (*Ta
 	if err != nil {
 		return nil, err
 	}
-	if err := w.publishSchemas(ctx, tc.KeyFP, tc.KeyJSON, tc.ValueFP, tc.ValueJSON); err != nil {
+	if reg != nil {
+		if tc.KeyID, err = reg.Register(ctx, topic+"-key", tc.KeyJSON); err != nil {
+			return nil, fmt.Errorf("table %s.%s: %w", s.Schema, s.Table, err)
+		}
+		if tc.ValueID, err = reg.Register(ctx, topic+"-value", tc.ValueJSON); err != nil {
+			return nil, fmt.Errorf("table %s.%s: %w", s.Schema, s.Table, err)
+		}
+		w.codecs.addID(tc.KeyID, tc.KeyFP)
+		w.codecs.addID(tc.ValueID, tc.ValueFP)
+	} else if err := w.publishSchemas(ctx, tc.KeyFP, tc.KeyJSON, tc.ValueFP, tc.ValueJSON); err != nil {
 		return nil, err
 	}
 	w.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -35,6 +36,46 @@ func Brokers(t testing.TB) []string {
 	}
 	conn.Close()
 	return brokers
+}
+
+// DefaultRegistryURL is the Confluent API of the schema registry `make up` starts.
+const DefaultRegistryURL = "http://127.0.0.1:18081/apis/ccompat/v7"
+
+// Registry returns a client of the test schema registry (STARSTREAM_REGISTRY_URL,
+// default DefaultRegistryURL) and fails the test when it does not answer.
+func Registry(t testing.TB) *stream.Registry {
+	t.Helper()
+	u := RegistryURL(t)
+	reg, err := stream.NewRegistry(stream.RegistryConfig{URL: u}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// RegistryURL returns the test schema registry's URL and fails the test when it
+// does not answer.
+func RegistryURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("STARSTREAM_REGISTRY_URL")
+	if u == "" {
+		u = DefaultRegistryURL
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/subjects", nil)
+	if err != nil {
+		t.Fatalf("schema registry url %s: %v", stream.RedactRegistryURL(u), err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("schema registry is not reachable at %s (run `make up`): %v", stream.RedactRegistryURL(u), err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("schema registry at %s answers GET /subjects with HTTP %d", stream.RedactRegistryURL(u), res.StatusCode)
+	}
+	return u
 }
 
 var counter atomic.Int64
@@ -90,6 +131,10 @@ func ReadAll(ctx context.Context, t testing.TB, brokers []string, topic string, 
 				}
 				continue
 			}
+			if err := codecs.Resolve(ctx, m.Value); err != nil {
+				r.Close()
+				t.Fatalf("resolve the schema of %s[%d]@%d: %v", topic, p, m.Offset, err)
+			}
 			dec, err := codecs.DecodeEvent(m.Value)
 			if err != nil {
 				r.Close()
@@ -97,6 +142,9 @@ func ReadAll(ctx context.Context, t testing.TB, brokers []string, topic string, 
 			}
 			rec := stream.Record{Topic: topic, Partition: p, Offset: m.Offset, Event: dec.Event, Raw: m}
 			if dec.Event.Op != stream.OpTruncate {
+				if err := codecs.Resolve(ctx, m.Key); err != nil {
+					t.Fatalf("resolve the key schema of %s[%d]@%d: %v", topic, p, m.Offset, err)
+				}
 				if rec.Key, err = codecs.DecodeKey(m.Key); err != nil {
 					t.Fatalf("decode key %s[%d]@%d: %v", topic, p, m.Offset, err)
 				}

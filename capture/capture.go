@@ -153,6 +153,9 @@ func (c *Capture) session(ctx context.Context) (err error) {
 	if err := c.ensurePublication(ctx, db); err != nil {
 		return err
 	}
+	if err := c.ensureSignalPublished(ctx, db); err != nil {
+		return err
+	}
 	st, err := c.inspectSlot(ctx, db)
 	if err != nil {
 		return err
@@ -189,13 +192,28 @@ func (c *Capture) session(ctx context.Context) (err error) {
 
 	var start stream.LSN
 	snapshot := !st.exists || (st.recorded && !st.snapshotDone)
+	var resumeSnapshot stream.LSN // consistent point of an interrupted snapshot that resumes
+	if snapshot && st.exists {
+		prog, err := c.loadProgress(ctx, db, snapshotJob)
+		if err != nil {
+			return err
+		}
+		if len(prog) > 0 && prog[0].snapshotLSN != 0 {
+			// Rows may be in Kafka: resume after the last recorded chunks
+			// instead of starting over (backfill.go).
+			snapshot, resumeSnapshot = false, prog[0].snapshotLSN
+		}
+	}
 	var created pglogreplSlot
-	if snapshot {
+	switch {
+	case snapshot:
 		if created, err = c.createSlot(ctx, db, rconn, st); err != nil {
 			return err
 		}
 		start = created.consistentPoint
-	} else {
+	case resumeSnapshot != 0:
+		start = st.confirmed
+	default:
 		if !st.recorded {
 			c.log.Warn("adopting a slot this capture did not create: streaming from its position without a snapshot",
 				"lsn", st.confirmed.String())
@@ -228,17 +246,17 @@ func (c *Capture) session(ctx context.Context) (err error) {
 	}
 
 	if snapshot {
-		if err := c.snapshot(prod, created, p); err != nil {
-			return finish(fmt.Errorf("initial snapshot: %w", err))
+		rec := newRecorder(c, db)
+		err := c.snapshot(prod, created, p, rec)
+		if err == nil {
+			err = c.await(prod, p)
 		}
-		done := make(chan error)
-		if err := p.send(prod, unit{barrier: done, mark: start}); err != nil {
+		// Whatever Kafka acknowledged is recorded, also when stopping.
+		if err != nil {
+			return errors.Join(finish(fmt.Errorf("initial snapshot: %w", err)), rec.close())
+		}
+		if err := rec.close(); err != nil {
 			return finish(err)
-		}
-		select {
-		case <-done:
-		case <-prod.Done():
-			return finish(context.Cause(prod))
 		}
 		if err := c.recordState(prod, db, start, true); err != nil {
 			return finish(err)
@@ -259,8 +277,25 @@ func (c *Capture) session(ctx context.Context) (err error) {
 		}
 		c.log.Info("previous run's end read from kafka", "watermark", rs.marker.String(), "last_position", rs.horizon.String())
 	}
-	rd := &reader{c: c, conn: rconn, db: db, p: p, cat: &typeCatalog{db: db}, rels: map[uint32]*relation{}}
+	bf := newBackfiller(c)
+	if resumeSnapshot != 0 {
+		if err := bf.prepareResume(prod, db, resumeSnapshot); err != nil {
+			return finish(err)
+		}
+	}
+	bfCtx, stopBF := context.WithCancel(prod)
+	var bg errgroup.Group
+	bg.Go(func() error {
+		err := bf.run(bfCtx)
+		if err != nil {
+			fail(err)
+		}
+		return err
+	})
+	rd := &reader{c: c, conn: rconn, db: db, p: p, bf: bf, cat: &typeCatalog{db: db}, rels: map[uint32]*relation{}}
 	err = rd.run(prod, start)
+	stopBF()
+	_ = bg.Wait()
 	err = finish(err)
 	// Whatever happened, tell the server what Kafka has (never more).
 	rd.sendStatus(p.Acked(), false)
@@ -277,7 +312,7 @@ func (c *Capture) registerAll(ctx context.Context, db *pgx.Conn, p *pipeline) ([
 	var topics []string
 	cat := &typeCatalog{db: db}
 	for _, t := range tables {
-		if c.isStateTable(t[0], t[1]) {
+		if c.isInternal(t[0], t[1]) {
 			continue
 		}
 		meta, cols, err := loadTableMeta(ctx, db, t[0], t[1])
@@ -294,8 +329,4 @@ func (c *Capture) registerAll(ctx context.Context, db *pgx.Conn, p *pipeline) ([
 		topics = append(topics, rel.Topic)
 	}
 	return topics, nil
-}
-
-func (c *Capture) isStateTable(schema, table string) bool {
-	return schema+"."+table == c.cfg.StateTable
 }

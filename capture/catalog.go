@@ -69,7 +69,8 @@ type relation struct {
 	Decode []pgdecode.Decoder
 	isKey  []bool
 	ident  byte // relreplident: d default, f full, i index, n nothing
-	skip   bool // not captured (the state table)
+	skip   bool // not captured (the state and progress tables)
+	signal bool // the signal table: watermarks and backfill requests
 }
 
 // tableMeta is what the catalog says about a table beyond its column types.

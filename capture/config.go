@@ -52,10 +52,21 @@ type Config struct {
 	// SnapshotWorkers is the number of connections reading tables of the
 	// initial snapshot at once, all in the slot's exported snapshot (default 2).
 	SnapshotWorkers int
+	// SnapshotChunkRows is the number of rows per snapshot and backfill chunk
+	// (keyset pagination in primary-key order; default 10000). A chunk is the
+	// unit of progress: its end key is recorded once Kafka acknowledged it,
+	// and a snapshot interrupted by a crash resumes after the last one.
+	SnapshotChunkRows int
 	// StateTable records the slots this capture created, so that a slot that
 	// disappears is noticed instead of silently re-snapshotted
-	// (default "public.starstream_capture_state").
+	// (default "public.starstream_capture_state"). Snapshot and backfill
+	// progress is kept next to it, in "<StateTable>_progress".
 	StateTable string
+	// SignalTable receives the DBLog low/high watermark rows of backfill
+	// chunks and the backfill requests of `starstream backfill`; capture
+	// creates it if missing and adds it to the publication
+	// (default "public.starstream_signal"). It is never published to Kafka.
+	SignalTable string
 	// RetryMin and RetryMax bound the backoff between sessions after a
 	// retryable error (defaults 500ms and 30s).
 	RetryMin, RetryMax time.Duration
@@ -66,6 +77,7 @@ type Config struct {
 const (
 	defaultTopicPrefix = "cdc"
 	defaultStateTable  = "public.starstream_capture_state"
+	defaultSignalTable = "public.starstream_signal"
 )
 
 var identRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
@@ -97,8 +109,14 @@ func (c Config) WithDefaults() Config {
 	if c.SnapshotWorkers == 0 {
 		c.SnapshotWorkers = 2
 	}
+	if c.SnapshotChunkRows == 0 {
+		c.SnapshotChunkRows = 10000
+	}
 	if c.StateTable == "" {
 		c.StateTable = defaultStateTable
+	}
+	if c.SignalTable == "" {
+		c.SignalTable = defaultSignalTable
 	}
 	if c.RetryMin == 0 {
 		c.RetryMin = 500 * time.Millisecond
@@ -139,13 +157,21 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("state table %q is not schema.table", st))
 		}
 	}
+	if st := c.SignalTable; st != "" {
+		if s, n, ok := strings.Cut(st, "."); !ok || !identRe.MatchString(s) || !identRe.MatchString(n) {
+			errs = append(errs, fmt.Errorf("signal table %q is not schema.table", st))
+		}
+	}
+	if c.StateTable != "" && c.StateTable == c.SignalTable {
+		errs = append(errs, fmt.Errorf("signal table %q is the state table", c.SignalTable))
+	}
 	if c.StatusInterval < 0 || c.StatusInterval > 10*time.Second {
 		errs = append(errs, fmt.Errorf("status interval %s must be at most 10s (wal_sender_timeout)", c.StatusInterval))
 	}
 	if c.MarkInterval < 0 {
 		errs = append(errs, fmt.Errorf("mark interval %s is negative", c.MarkInterval))
 	}
-	if c.ChunkEvents < 0 || c.MaxInFlight < 0 || c.SnapshotWorkers < 0 || c.WriteLanes < 0 {
+	if c.ChunkEvents < 0 || c.MaxInFlight < 0 || c.SnapshotWorkers < 0 || c.WriteLanes < 0 || c.SnapshotChunkRows < 0 {
 		errs = append(errs, errors.New("chunk sizes must not be negative"))
 	}
 	if c.MaxInFlight > 0 && c.ChunkEvents > c.MaxInFlight {

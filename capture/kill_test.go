@@ -24,7 +24,7 @@ import (
 )
 
 // startChild runs one capture process (this test binary in child mode).
-func startChild(t testing.TB, cfg capture.Config, logPath string) *osexec.Cmd {
+func startChild(t testing.TB, cfg capture.Config, logPath string, env ...string) *osexec.Cmd {
 	t.Helper()
 	js, err := json.Marshal(cfg)
 	if err != nil {
@@ -35,7 +35,7 @@ func startChild(t testing.TB, cfg capture.Config, logPath string) *osexec.Cmd {
 		t.Fatal(err)
 	}
 	cmd := osexec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(js))
+	cmd.Env = append(append(os.Environ(), childEnv+"="+string(js)), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

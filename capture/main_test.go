@@ -21,6 +21,31 @@ import (
 // JSON config it holds) instead of the tests: the kill -9 test's victim.
 const childEnv = "STARSTREAM_CAPTURE_CHILD"
 
+// childDelayEnv slows every Kafka write of the child by a duration, so that
+// a test can kill it in the middle of a snapshot.
+const childDelayEnv = "STARSTREAM_CAPTURE_CHILD_WRITE_DELAY"
+
+// slowWriter delays each write; it hides Enqueue, so capture uses Write.
+type slowWriter struct {
+	w     *stream.Writer
+	delay time.Duration
+}
+
+func (s slowWriter) Register(ctx context.Context, topic string, ts stream.TableSchema) (*stream.TableCodec, error) {
+	return s.w.Register(ctx, topic, ts)
+}
+
+func (s slowWriter) Write(ctx context.Context, evs []stream.Event) error {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.w.Write(ctx, evs)
+}
+
+func (s slowWriter) Mark(ctx context.Context, lsn stream.LSN) error { return s.w.Mark(ctx, lsn) }
+
 func TestMain(m *testing.M) {
 	if cfg := os.Getenv(childEnv); cfg != "" {
 		os.Exit(childMain(cfg))
@@ -41,7 +66,11 @@ func childMain(cfgJSON string) int {
 		return 2
 	}
 	defer w.Close()
-	c, err := capture.New(cfg, w, log)
+	var cw capture.Writer = w
+	if d, err := time.ParseDuration(os.Getenv(childDelayEnv)); err == nil {
+		cw = slowWriter{w: w, delay: d}
+	}
+	c, err := capture.New(cfg, cw, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

@@ -21,6 +21,14 @@ const (
 	MetricSlotSafeWALBytes = "starstream_capture_slot_safe_wal_size_bytes"
 	MetricSlotWALStatus    = "starstream_capture_slot_wal_status"
 	MetricSnapshotRows     = "starstream_capture_snapshot_rows_total"
+	// Progress of the table being read by the snapshot or a backfill (the
+	// last one per table): rows read so far, rows/s, and seconds left by the
+	// planner's estimate (pg_class.reltuples; -1 unknown, 0 finished).
+	MetricSnapshotProgressRows = "starstream_capture_snapshot_progress_rows"
+	MetricSnapshotRowsPerSec   = "starstream_capture_snapshot_rows_per_second"
+	MetricSnapshotETASeconds   = "starstream_capture_snapshot_eta_seconds"
+	MetricSnapshotEstimate     = "starstream_capture_snapshot_estimated_rows"
+	MetricBackfillRows         = "starstream_capture_backfill_rows_total"
 )
 
 // metrics holds the capture instruments; a nil *metrics records nothing.
@@ -28,9 +36,11 @@ type metrics struct {
 	events   metric.Int64Counter
 	writeDur metric.Float64Histogram
 	snapRows metric.Int64Counter
+	backRows metric.Int64Counter
 
-	mu   sync.Mutex
-	slot slotHealth // latest sample, reported by observable gauges
+	mu       sync.Mutex
+	slot     slotHealth                // latest sample, reported by observable gauges
+	progress map[string]*tableProgress // table → its latest snapshot or backfill
 }
 
 // slotHealth is one reading of the slot's row in pg_replication_slots.
@@ -74,6 +84,13 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 	}
 	if out.snapRows, err = m.Int64Counter(MetricSnapshotRows,
 		metric.WithDescription("Rows read by the initial snapshot, by table.")); err != nil {
+		return nil, err
+	}
+	if out.backRows, err = m.Int64Counter(MetricBackfillRows,
+		metric.WithDescription("Rows read by backfills (and by an initial snapshot resumed after a crash), by table.")); err != nil {
+		return nil, err
+	}
+	if err := out.progressGauges(m); err != nil {
 		return nil, err
 	}
 	lagB, err := m.Int64ObservableGauge(MetricSlotLagBytes, metric.WithUnit("By"),
@@ -160,4 +177,73 @@ func (m *metrics) snapshotRows(ctx context.Context, table string, n int64) {
 		return
 	}
 	m.snapRows.Add(ctx, n, metric.WithAttributes(attribute.String("table", table)))
+}
+
+func (m *metrics) backfillRows(ctx context.Context, table string, n int64) {
+	if m == nil {
+		return
+	}
+	m.backRows.Add(ctx, n, metric.WithAttributes(attribute.String("table", table)))
+}
+
+// track makes tp the table's progress reported by the gauges.
+func (m *metrics) track(tp *tableProgress) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	if m.progress == nil {
+		m.progress = map[string]*tableProgress{}
+	}
+	m.progress[tp.table] = tp
+	m.mu.Unlock()
+}
+
+func (m *metrics) progressGauges(meter metric.Meter) error {
+	rows, err := meter.Int64ObservableGauge(MetricSnapshotProgressRows,
+		metric.WithDescription("Rows read so far by the table's snapshot or backfill."))
+	if err != nil {
+		return err
+	}
+	rate, err := meter.Float64ObservableGauge(MetricSnapshotRowsPerSec,
+		metric.WithDescription("Rows per second of the table's snapshot or backfill (0 once finished)."))
+	if err != nil {
+		return err
+	}
+	eta, err := meter.Float64ObservableGauge(MetricSnapshotETASeconds, metric.WithUnit("s"),
+		metric.WithDescription("Seconds left in the table's snapshot or backfill by the planner's row estimate; -1 unknown, 0 finished."))
+	if err != nil {
+		return err
+	}
+	est, err := meter.Int64ObservableGauge(MetricSnapshotEstimate,
+		metric.WithDescription("The planner's row estimate (pg_class.reltuples) of the table being read."))
+	if err != nil {
+		return err
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		m.mu.Lock()
+		tps := make([]*tableProgress, 0, len(m.progress))
+		for _, tp := range m.progress {
+			tps = append(tps, tp)
+		}
+		m.mu.Unlock()
+		now := time.Now()
+		for _, tp := range tps {
+			n, r, left, done := tp.figures(now)
+			if done {
+				r = 0
+			}
+			attrs := metric.WithAttributes(attribute.String("table", tp.table))
+			o.ObserveInt64(rows, n, attrs)
+			o.ObserveFloat64(rate, r, attrs)
+			e := left.Seconds()
+			if left < 0 {
+				e = -1
+			}
+			o.ObserveFloat64(eta, e, attrs)
+			o.ObserveInt64(est, tp.estimate, attrs)
+		}
+		return nil
+	}, rows, rate, eta, est)
+	return err
 }

@@ -36,6 +36,7 @@ type unit struct {
 	idle     stream.LSN   // server WAL end seen with no transaction in flight
 	barrier  chan error   // closed once everything before is acknowledged and marked
 	mark     stream.LSN   // watermark to publish (with barrier)
+	done     func()       // called (on the pipeline's goroutine; must not block) once everything before is acknowledged
 }
 
 type txnEnd struct {
@@ -177,6 +178,7 @@ type step struct {
 	idle      stream.LSN
 	barrier   chan error
 	mark      stream.LSN
+	done      func()
 }
 
 // run consumes units until the channel is closed (graceful stop: everything
@@ -266,6 +268,9 @@ func (p *pipeline) run(ctx context.Context) error {
 					return err
 				}
 				close(st.barrier)
+			}
+			if st.done != nil {
+				st.done()
 			}
 		}
 		return nil
@@ -408,6 +413,11 @@ func (p *pipeline) run(ctx context.Context) error {
 				return err
 			}
 			return enqueue(&step{barrier: u.barrier, mark: u.mark})
+		case u.done != nil:
+			if err := flush(); err != nil {
+				return err
+			}
+			return enqueue(&step{done: u.done})
 		default:
 			if err := add(u.events); err != nil {
 				return err

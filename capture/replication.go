@@ -26,6 +26,7 @@ type reader struct {
 	p    *pipeline
 	cat  *typeCatalog
 	rels map[uint32]*relation
+	bf   *backfiller // nil: no backfills (signal rows are ignored)
 
 	sendMu sync.Mutex // status updates are written from another goroutine
 	kick   chan struct{}
@@ -34,12 +35,15 @@ type reader struct {
 	inTxn      bool
 	commitLSN  stream.LSN
 	commitTime time.Time
+	xid        uint32
 	seq        uint64
-	chunk      []stream.Event
-	change     pgoutput.Change // reused for every row change
-	lastChunk  int             // events in the last transaction's last chunk
-	lastIdle   stream.LSN
-	warnedNaN  map[string]bool
+	// afterCommit are called once Kafka acknowledged the current transaction.
+	afterCommit []func()
+	chunk       []stream.Event
+	change      pgoutput.Change // reused for every row change
+	lastChunk   int             // events in the last transaction's last chunk
+	lastIdle    stream.LSN
+	warnedNaN   map[string]bool
 }
 
 func (r *reader) run(ctx context.Context, start stream.LSN) error {
@@ -203,13 +207,23 @@ func (r *reader) message(ctx context.Context, data []byte) error {
 		r.inTxn = true
 		r.commitLSN = stream.LSN(m.FinalLSN)
 		r.commitTime = m.CommitTime.UTC()
+		r.xid = m.Xid
 		r.seq = 0
 	case *pglogrepl.CommitMessage:
 		chunk := r.chunk
 		r.chunk = nil
 		r.lastChunk = len(chunk)
 		r.inTxn = false
-		return r.p.send(ctx, unit{events: chunk, commit: &txnEnd{commit: r.commitLSN, end: stream.LSN(m.TransactionEndLSN)}})
+		if err := r.p.send(ctx, unit{events: chunk, commit: &txnEnd{commit: r.commitLSN, end: stream.LSN(m.TransactionEndLSN)}}); err != nil {
+			return err
+		}
+		for _, f := range r.afterCommit {
+			if err := r.p.send(ctx, unit{done: f}); err != nil {
+				return err
+			}
+		}
+		r.afterCommit = r.afterCommit[:0]
+		return nil
 	case *pglogrepl.RelationMessage:
 		return r.relation(ctx, m)
 	case *pglogrepl.TruncateMessage:
@@ -218,9 +232,10 @@ func (r *reader) message(ctx context.Context, data []byte) error {
 			if err != nil {
 				return err
 			}
-			if rel == nil {
+			if rel == nil || rel.signal {
 				continue
 			}
+			r.trackTruncate(rel)
 			if err := r.emit(ctx, rel, stream.OpTruncate, nil, nil, nil, nil); err != nil {
 				return err
 			}
@@ -236,13 +251,25 @@ func (r *reader) rowChange(ctx context.Context, c *pgoutput.Change) error {
 	if err != nil || rel == nil {
 		return err
 	}
+	if rel.signal {
+		if c.Op != 'I' {
+			return nil
+		}
+		row, _, err := r.tuple(rel, c.New, false)
+		if err != nil {
+			return err
+		}
+		return r.signal(ctx, row)
+	}
 	switch c.Op {
 	case 'I':
 		after, unchanged, err := r.tuple(rel, c.New, false)
 		if err != nil {
 			return err
 		}
-		return r.emit(ctx, rel, stream.OpInsert, rel.key(after), nil, after, unchanged)
+		key := rel.key(after)
+		r.track(rel, key)
+		return r.emit(ctx, rel, stream.OpInsert, key, nil, after, unchanged)
 	case 'U':
 		after, unchanged, err := r.tuple(rel, c.New, false)
 		if err != nil {
@@ -269,13 +296,17 @@ func (r *reader) rowChange(ctx context.Context, c *pgoutput.Change) error {
 		if len(unchanged) == 0 {
 			unchanged = nil
 		}
-		return r.emit(ctx, rel, stream.OpUpdate, rel.key(after), before, after, unchanged)
+		key := rel.key(after)
+		r.track(rel, key, rel.key(before)) // the old key too, should the update change it
+		return r.emit(ctx, rel, stream.OpUpdate, key, before, after, unchanged)
 	default: // 'D'
 		before, _, err := r.tuple(rel, c.Old, c.OldKind == 'K')
 		if err != nil {
 			return err
 		}
-		return r.emit(ctx, rel, stream.OpDelete, rel.key(before), before, nil, nil)
+		key := rel.key(before)
+		r.track(rel, key)
+		return r.emit(ctx, rel, stream.OpDelete, key, before, nil, nil)
 	}
 }
 
@@ -291,15 +322,20 @@ func (r *reader) rel(id uint32) (*relation, error) {
 }
 
 func (r *reader) emit(ctx context.Context, rel *relation, op stream.Op, key, before, after map[string]any, unchanged []string) error {
+	return r.push(ctx, stream.Event{
+		Schema: rel.Schema.Schema, Table: rel.Schema.Table, Op: op, Key: key, Before: before, After: after,
+		Unchanged: unchanged, Pos: stream.Position{LSN: r.commitLSN, Seq: r.seq}, CommitTime: r.commitTime,
+	})
+}
+
+// push adds an event at the current position of the transaction.
+func (r *reader) push(ctx context.Context, ev stream.Event) error {
 	if r.chunk == nil {
 		// Sized like the last transaction's: transactions tend to look alike,
 		// and growing a slice of events copies them over and over.
 		r.chunk = make([]stream.Event, 0, min(max(r.lastChunk, 8), r.c.cfg.ChunkEvents))
 	}
-	r.chunk = append(r.chunk, stream.Event{
-		Schema: rel.Schema.Schema, Table: rel.Schema.Table, Op: op, Key: key, Before: before, After: after,
-		Unchanged: unchanged, Pos: stream.Position{LSN: r.commitLSN, Seq: r.seq}, CommitTime: r.commitTime,
-	})
+	r.chunk = append(r.chunk, ev)
 	r.seq++
 	if len(r.chunk) >= r.c.cfg.ChunkEvents {
 		// A large transaction goes out in chunks; its LSN is confirmed at commit only.
@@ -313,7 +349,8 @@ func (r *reader) emit(ctx context.Context, rel *relation, op stream.Op, key, bef
 // relation handles a (new version of a) table description: events before it
 // are queued first, so the Kafka side registers it exactly between them.
 func (r *reader) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
-	if r.c.isStateTable(m.Namespace, m.RelationName) {
+	signal := r.c.isSignalTable(m.Namespace, m.RelationName)
+	if r.c.isInternal(m.Namespace, m.RelationName) && !signal {
 		r.rels[m.RelationID] = &relation{ID: m.RelationID, skip: true}
 		return nil
 	}
@@ -339,6 +376,10 @@ func (r *reader) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 		return err
 	}
 	r.rels[m.RelationID] = rel
+	if signal {
+		rel.signal = true // read by the reader, never published
+		return nil
+	}
 	if len(r.chunk) > 0 {
 		chunk := r.chunk
 		r.chunk = make([]stream.Event, 0, r.c.cfg.ChunkEvents)

@@ -55,6 +55,9 @@ func (c *Capture) ensureStateTable(ctx context.Context, db *pgx.Conn) error {
 	if err != nil {
 		return fmt.Errorf("create state table %s: %w", c.cfg.StateTable, err)
 	}
+	if err := c.createProgressAndSignal(ctx, tx); err != nil {
+		return err
+	}
 	return tx.Commit(ctx)
 }
 
@@ -170,7 +173,8 @@ func (c *Capture) ensurePublication(ctx context.Context, db *pgx.Conn) error {
 // done, so the next Run creates a new slot and takes a new snapshot, preceded
 // by a truncate event per table that clears rows deleted while no slot
 // tracked them. It is the recovery for ErrSlotLost and ErrSlotInvalidated;
-// the publication is kept.
+// the publication is kept. Snapshot and backfill progress of the slot is
+// forgotten.
 func Reset(ctx context.Context, cfg Config) error {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -193,5 +197,5 @@ func Reset(ctx context.Context, cfg Config) error {
 		WHERE slot_name = $1`, cfg.Slot); err != nil {
 		return fmt.Errorf("reset state of slot %s: %w", cfg.Slot, err)
 	}
-	return nil
+	return c.deleteProgress(ctx, db, "")
 }

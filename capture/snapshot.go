@@ -2,7 +2,6 @@ package capture
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -13,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/starstream/starstream/capture/internal/pgdecode"
 	"github.com/starstream/starstream/stream"
 )
 
@@ -37,6 +35,10 @@ func (c *Capture) createSlot(ctx context.Context, db *pgx.Conn, rconn *pgconn.Pg
 		if _, err := db.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, c.cfg.Slot); err != nil {
 			return pglogreplSlot{}, fmt.Errorf("drop slot %s of an interrupted snapshot: %w", c.cfg.Slot, err)
 		}
+	}
+	// Progress of an earlier snapshot of this slot name is void.
+	if err := c.deleteProgress(ctx, db, ""); err != nil {
+		return pglogreplSlot{}, err
 	}
 	// Recorded before the slot exists: a slot without a record was not ours.
 	if err := c.recordState(ctx, db, 0, false); err != nil {
@@ -74,10 +76,14 @@ func (c *Capture) recordState(ctx context.Context, db *pgx.Conn, lsn stream.LSN,
 
 // snapshot reads every published table inside the slot's exported snapshot:
 // exactly the rows committed before the consistent point, each an OpSnapshot
-// event at (consistent point, running index). SnapshotWorkers connections
-// import the same snapshot and read different tables at once; progress (rows,
-// rows/s, ETA from the planner's row estimates) is logged every 10 seconds.
-func (c *Capture) snapshot(ctx context.Context, slot pglogreplSlot, p *pipeline) error {
+// event at (consistent point, seq), where seq = the table's seqBase + 1 + the
+// row's index in primary-key order. SnapshotWorkers connections import the
+// same snapshot and read different tables at once, each in chunks of
+// SnapshotChunkRows (keyset pagination). Once Kafka acknowledged a chunk, rec
+// records its end key: a crash resumes after it (see backfill.go).
+// Progress (rows, rows/s, ETA from pg_class.reltuples) goes to the log every
+// 10 seconds and to the metrics, per table.
+func (c *Capture) snapshot(ctx context.Context, slot pglogreplSlot, p *pipeline, rec *recorder) error {
 	workers := make([]pgx.Tx, 0, c.cfg.SnapshotWorkers)
 	for i := 0; i < c.cfg.SnapshotWorkers; i++ {
 		conn, err := c.connect(ctx)
@@ -99,60 +105,74 @@ func (c *Capture) snapshot(ctx context.Context, slot pglogreplSlot, p *pipeline)
 	if err := workers[0].QueryRow(ctx, "SELECT now()").Scan(&at); err != nil {
 		return err
 	}
-	tables, err := publicationTables(ctx, workers[0], c.cfg.Publication)
+	at = at.UTC()
+	all, err := publicationTables(ctx, workers[0], c.cfg.Publication)
 	if err != nil {
 		return err
 	}
-	var estimate int64
-	if err := workers[0].QueryRow(ctx, `SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::int8
-		FROM pg_publication_tables t JOIN pg_namespace n ON n.nspname = t.schemaname
-		JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename WHERE t.pubname = $1`,
-		c.cfg.Publication).Scan(&estimate); err != nil {
-		return err
-	}
-
-	var seq, done atomic.Uint64
-	todo := make(chan [2]string, len(tables))
-	for _, t := range tables {
-		if !c.isStateTable(t[0], t[1]) {
-			todo <- t
+	var tables []snapTable
+	for _, t := range all {
+		if c.isInternal(t[0], t[1]) {
+			continue
 		}
+		cr, err := newChunkReader(ctx, workers[0], &typeCatalog{db: workers[0]}, t[0], t[1], c.cfg.TopicPrefix)
+		if err != nil {
+			return fmt.Errorf("snapshot %s.%s: %w", t[0], t[1], err)
+		}
+		name := t[0] + "." + t[1]
+		tables = append(tables, snapTable{cr: cr,
+			row: progressRow{job: snapshotJob, table: name, snapshotLSN: slot.consistentPoint, seqBase: seqBase(len(tables))},
+			tp:  &tableProgress{table: name, job: snapshotJob, estimate: estimateRows(ctx, workers[0], t[0], t[1])}})
+	}
+	if slot.truncateFirst {
+		// Before any row, and acknowledged before the progress rows exist: a
+		// resumed snapshot never sends a truncate after rows.
+		for _, t := range tables {
+			if err := p.send(ctx, unit{register: t.cr.rel}); err != nil {
+				return err
+			}
+			ev := stream.Event{Schema: t.cr.schema, Table: t.cr.table, Op: stream.OpTruncate,
+				Pos: stream.Position{LSN: slot.consistentPoint, Seq: t.row.seqBase}, CommitTime: at}
+			if err := p.send(ctx, unit{events: []stream.Event{ev}}); err != nil {
+				return err
+			}
+		}
+		if err := c.await(ctx, p); err != nil {
+			return err
+		}
+	}
+	// From here on rows may reach Kafka: the progress rows say where they
+	// are, and their presence makes a restart resume instead of start over.
+	for _, t := range tables {
+		if err := c.saveProgress(ctx, rec.db, t.row); err != nil {
+			return err
+		}
+	}
+	var tps []*tableProgress
+	todo := make(chan snapTable, len(tables))
+	for _, t := range tables {
+		todo <- t
+		tps = append(tps, t.tp)
 	}
 	close(todo)
 	started := time.Now()
+	stopReport := make(chan struct{})
+	defer close(stopReport)
+	go c.reportProgress(func() []*tableProgress { return tps }, 10*time.Second, stopReport)
+	var total atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	progressDone := make(chan struct{})
-	go func() {
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-progressDone:
-				return
-			case <-t.C:
-				n := done.Load()
-				rate := float64(n) / time.Since(started).Seconds()
-				args := []any{"rows", n, "rows_per_s", int(rate), "estimated_rows", estimate}
-				if left := estimate - int64(n); left > 0 && rate > 0 {
-					args = append(args, "eta", (time.Duration(float64(left)/rate) * time.Second).Round(time.Second).String())
-				}
-				c.log.Info("snapshot progress", args...)
-			}
-		}
-	}()
-	defer close(progressDone)
 	for _, tx := range workers {
-		cat := &typeCatalog{db: tx}
 		g.Go(func() error {
 			for t := range todo {
-				tStart := time.Now()
-				n, err := c.snapshotTable(gctx, tx, cat, t[0], t[1], slot, at.UTC(), &seq, p)
-				if err != nil {
-					return fmt.Errorf("snapshot %s.%s: %w", t[0], t[1], err)
+				t.tp.begin()
+				c.metrics.track(t.tp)
+				if err := c.snapshotTable(gctx, tx, t, slot.consistentPoint, at, p, rec); err != nil {
+					return fmt.Errorf("snapshot %s: %w", t.row.table, err)
 				}
-				done.Add(n)
-				c.log.Info("snapshot of table read", "table", t[0]+"."+t[1], "rows", n,
-					"rows_per_s", int(float64(n)/max(time.Since(tStart).Seconds(), 1e-3)))
+				t.tp.finish()
+				n, rate, _, _ := t.tp.figures(time.Now())
+				total.Add(n)
+				c.log.Info("snapshot of table read", "table", t.row.table, "rows", n, "rows_per_s", int(rate))
 			}
 			return nil
 		})
@@ -160,7 +180,7 @@ func (c *Capture) snapshot(ctx context.Context, slot pglogreplSlot, p *pipeline)
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	c.log.Info("snapshot read", "rows", done.Load(), "tables", len(tables), "seconds", int(time.Since(started).Seconds()))
+	c.log.Info("snapshot read", "rows", total.Load(), "tables", len(tables), "seconds", int(time.Since(started).Seconds()))
 	for _, tx := range workers {
 		if err := tx.Commit(ctx); err != nil {
 			return err
@@ -169,78 +189,79 @@ func (c *Capture) snapshot(ctx context.Context, slot pglogreplSlot, p *pipeline)
 	return nil
 }
 
-// snapshotTable reads one table and returns its row count.
-func (c *Capture) snapshotTable(ctx context.Context, tx pgx.Tx, cat pgdecode.Catalog, schema, table string,
-	slot pglogreplSlot, at time.Time, seq *atomic.Uint64, p *pipeline) (uint64, error) {
-	lsn := slot.consistentPoint
-	meta, cols, err := loadTableMeta(ctx, tx, schema, table)
-	if err != nil {
-		return 0, err
+// snapTable is one table of the initial snapshot.
+type snapTable struct {
+	cr  *chunkReader
+	row progressRow
+	tp  *tableProgress
+}
+
+// await waits until Kafka acknowledged everything sent to p so far.
+func (c *Capture) await(ctx context.Context, p *pipeline) error {
+	acked := make(chan struct{})
+	if err := p.send(ctx, unit{done: func() { close(acked) }}); err != nil {
+		return err
 	}
-	rel, err := buildRelation(ctx, cat, meta, meta.oid, schema, table, c.cfg.TopicPrefix, cols, nil)
-	if err != nil {
-		return 0, err
+	select {
+	case <-acked:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
 	}
+}
+
+// snapshotTable reads one table chunk by chunk; after each chunk it queues
+// the recording of the chunk's end key, taken once Kafka acknowledged it.
+func (c *Capture) snapshotTable(ctx context.Context, tx pgx.Tx, t snapTable, lsn stream.LSN, at time.Time,
+	p *pipeline, rec *recorder) error {
+	cr, rel := t.cr, t.cr.rel
 	if err := p.send(ctx, unit{register: rel}); err != nil {
-		return 0, err
+		return err
 	}
-	if slot.truncateFirst {
-		ev := stream.Event{Schema: schema, Table: table, Op: stream.OpTruncate, Pos: stream.Position{LSN: lsn, Seq: seq.Add(1) - 1}, CommitTime: at}
-		if err := p.send(ctx, unit{events: []stream.Event{ev}}); err != nil {
-			return 0, err
-		}
-	}
-	names := make([]string, len(cols))
-	for i, col := range cols {
-		names[i] = pgx.Identifier{col.Name}.Sanitize()
-	}
-	// Simple protocol: every value in text, the format pgoutput sends, so one
-	// set of decoders serves both.
-	rows, err := tx.Query(ctx, "SELECT "+strings.Join(names, ", ")+" FROM "+pgx.Identifier{schema, table}.Sanitize(),
-		pgx.QueryExecModeSimpleProtocol)
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	chunk := make([]stream.Event, 0, c.cfg.ChunkEvents)
-	var total uint64
-	for rows.Next() {
-		raw := rows.RawValues()
-		after := make(map[string]any, len(raw))
-		for i, v := range raw {
-			if v == nil {
-				after[cols[i].Name] = nil
-				continue
-			}
-			val, err := rel.Decode[i](v)
+	row := t.row
+	for {
+		chunk := make([]stream.Event, 0, min(c.cfg.ChunkEvents, c.cfg.SnapshotChunkRows))
+		base := row.seqBase + 1 + uint64(row.rowsDone)
+		var i uint64
+		last, n, done, err := cr.read(ctx, tx, row.lastKey, c.cfg.SnapshotChunkRows, func(raw [][]byte) error {
+			after, err := cr.decode(raw)
 			if err != nil {
-				if !errors.Is(err, pgdecode.ErrNotANumber) {
-					return total, fmt.Errorf("column %s: %w", cols[i].Name, err)
+				return err
+			}
+			chunk = append(chunk, stream.Event{
+				Schema: cr.schema, Table: cr.table, Op: stream.OpSnapshot, Key: rel.key(after), After: after,
+				Pos: stream.Position{LSN: lsn, Seq: base + i}, CommitTime: at,
+			})
+			i++
+			if len(chunk) >= c.cfg.ChunkEvents {
+				if err := p.send(ctx, unit{events: chunk}); err != nil {
+					return err
 				}
-				val = nil
+				chunk = make([]stream.Event, 0, c.cfg.ChunkEvents)
 			}
-			after[cols[i].Name] = val
-		}
-		chunk = append(chunk, stream.Event{
-			Schema: schema, Table: table, Op: stream.OpSnapshot, Key: rel.key(after), After: after,
-			Pos: stream.Position{LSN: lsn, Seq: seq.Add(1) - 1}, CommitTime: at,
+			return nil
 		})
-		if len(chunk) >= c.cfg.ChunkEvents {
+		if err != nil {
+			return err
+		}
+		if len(chunk) > 0 {
 			if err := p.send(ctx, unit{events: chunk}); err != nil {
-				return total, err
+				return err
 			}
-			total += uint64(len(chunk))
-			c.metrics.snapshotRows(ctx, schema+"."+table, int64(len(chunk)))
-			chunk = make([]stream.Event, 0, c.cfg.ChunkEvents)
+		}
+		c.metrics.snapshotRows(ctx, row.table, int64(n))
+		t.tp.add(int64(n))
+		row.rowsDone += int64(n)
+		if last != nil {
+			row.lastKey = last
+		}
+		row.done = done
+		recorded := row
+		if err := p.send(ctx, unit{done: func() { rec.update(recorded) }}); err != nil {
+			return err
+		}
+		if done {
+			return nil
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return total, err
-	}
-	if len(chunk) > 0 {
-		c.metrics.snapshotRows(ctx, schema+"."+table, int64(len(chunk)))
-		total += uint64(len(chunk))
-		return total, p.send(ctx, unit{events: chunk})
-	}
-	return total, nil
 }

@@ -1,0 +1,611 @@
+package capture
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/starstream/starstream/stream"
+)
+
+// Backfills re-read a table while streaming goes on, without locks, the way
+// DBLog does (Andreas Andreakis, Ioannis Papapanagiotou, "DBLog: A Watermark
+// Based Change-Data-Capture Framework", 2020). Each chunk of rows (keyset
+// pagination in primary-key order) is read between two rows written to the
+// signal table, a low and a high watermark:
+//
+//  1. the backfiller announces the chunk to the reader (an in-memory window)
+//     and commits a low-watermark row;
+//  2. it reads the chunk in a REPEATABLE READ transaction S, keeping S's
+//     transaction snapshot (pg_current_snapshot);
+//  3. it commits a high-watermark row.
+//
+// The reader sees both rows in the WAL, in commit order. From the window's
+// announcement on, it notes the keys of the table that transactions change.
+// At the high watermark it drops from the chunk every key changed after the
+// low watermark, and every key changed by a transaction S could not see
+// (PostgreSQL makes commits visible in a slightly different order than it
+// logs them), then emits the rest as OpSnapshot events at the high
+// watermark's position: inside its transaction, before its commit, so the
+// watermark marker that follows the commit is written after them. A row
+// emitted there is the key's latest version as of the high watermark:
+// newer than every earlier change of the key, older than every later one.
+// A dropped key gets its newer version from the stream itself.
+//
+// Jobs (progress.go) are backfill requests (a "backfill" row in the signal
+// table, written by `starstream backfill`) and the unfinished tables of an
+// initial snapshot interrupted by a crash: its exported snapshot died with
+// the crash, so what it had not read yet is read this way. A chunk's end key
+// is recorded once Kafka acknowledged the chunk; a crash repeats at most the
+// chunk in flight (at a newer position, which sinks take as an upsert).
+type backfiller struct {
+	c      *Capture
+	active atomic.Pointer[window] // the chunk being read, at most one
+	wake   chan struct{}
+
+	// resume is set when the initial snapshot is unfinished: its jobs are
+	// completed here and then the snapshot is recorded as done.
+	resume stream.LSN
+	// skip holds, per table, the encoded keys that the interrupted snapshot
+	// published past its last recorded chunk: they are not read again.
+	skip map[string]map[string]struct{}
+}
+
+func newBackfiller(c *Capture) *backfiller {
+	return &backfiller{c: c, wake: make(chan struct{}, 1), skip: map[string]map[string]struct{}{}}
+}
+
+func (b *backfiller) kick() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// window is one chunk between its watermarks. The reader owns lowSeen,
+// changed, pre and truncated; the backfiller fills the rest before it writes
+// the high watermark, and closes ready.
+type window struct {
+	id    string
+	table string // schema.table
+
+	lowSeen   bool
+	changed   map[string]struct{} // keys changed after the low watermark
+	pre       map[uint32][]string // keys changed before it, by transaction id
+	truncated bool
+
+	ready chan struct{}
+	rel   *relation
+	rows  []stream.Event
+	keys  []string
+	snap  txSnapshot
+
+	emitted chan int   // rows emitted at the high watermark
+	failed  chan error // the chunk must be read again
+	acked   chan struct{}
+}
+
+func newWindow(table string) *window {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &window{id: hex.EncodeToString(b[:]), table: table, changed: map[string]struct{}{}, pre: map[uint32][]string{},
+		ready: make(chan struct{}), emitted: make(chan int, 1), failed: make(chan error, 1), acked: make(chan struct{})}
+}
+
+// txSnapshot is a transaction snapshot (pg_current_snapshot): xmin:xmax:xip.
+type txSnapshot struct {
+	xmin, xmax uint64
+	xip        map[uint64]struct{}
+}
+
+func parseTxSnapshot(s string) (txSnapshot, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return txSnapshot{}, fmt.Errorf("snapshot %q: not xmin:xmax:xip", s)
+	}
+	var ts txSnapshot
+	var err error
+	if ts.xmin, err = strconv.ParseUint(parts[0], 10, 64); err != nil {
+		return ts, fmt.Errorf("snapshot %q: %w", s, err)
+	}
+	if ts.xmax, err = strconv.ParseUint(parts[1], 10, 64); err != nil {
+		return ts, fmt.Errorf("snapshot %q: %w", s, err)
+	}
+	ts.xip = map[uint64]struct{}{}
+	if parts[2] != "" {
+		for _, x := range strings.Split(parts[2], ",") {
+			n, err := strconv.ParseUint(x, 10, 64)
+			if err != nil {
+				return ts, fmt.Errorf("snapshot %q: %w", s, err)
+			}
+			ts.xip[n] = struct{}{}
+		}
+	}
+	return ts, nil
+}
+
+// visible reports whether the snapshot sees the changes of a committed
+// transaction, given its 32-bit id from pgoutput (extended by xmax's epoch).
+func (s txSnapshot) visible(xid uint32) bool {
+	x := s.xmax&^0xffffffff | uint64(xid)
+	if x > s.xmax+1<<31 && x >= 1<<32 {
+		x -= 1 << 32
+	}
+	if x >= s.xmax {
+		return false
+	}
+	_, running := s.xip[x]
+	return !running
+}
+
+// keyString is a comparable form of a key's decoded values.
+func keyString(k map[string]any) string {
+	names := make([]string, 0, len(k))
+	for n := range k {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var sb strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&sb, "%s=%T:%v\x00", n, k[n], k[n])
+	}
+	return sb.String()
+}
+
+// run executes the slot's unfinished jobs, then waits for requests, until ctx ends.
+func (b *backfiller) run(ctx context.Context) error {
+	conn, err := b.c.connect(ctx)
+	for err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		b.c.log.Warn("backfill: connect failed; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+		conn, err = b.c.connect(ctx)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	backoff := time.Second
+	for ctx.Err() == nil {
+		if err := b.runOnce(ctx, conn); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if conn.IsClosed() {
+				return fmt.Errorf("backfill: %w", err) // the session restarts
+			}
+			b.c.log.Warn("backfill failed; retrying", "error", err, "backoff", backoff.String())
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Minute)
+			continue
+		}
+		backoff = time.Second
+		select {
+		case <-ctx.Done():
+		case <-b.wake:
+		}
+	}
+	return nil
+}
+
+// runOnce runs every unfinished job of the slot, oldest first.
+func (b *backfiller) runOnce(ctx context.Context, conn *pgx.Conn) error {
+	jobs, err := b.c.loadProgress(ctx, conn, "")
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if j.done {
+			continue
+		}
+		if err := b.runJob(ctx, conn, j); err != nil {
+			return err
+		}
+	}
+	if b.resume != 0 {
+		if err := b.c.recordState(ctx, conn, b.resume, true); err != nil {
+			return err
+		}
+		b.c.log.Info("initial snapshot finished (resumed after a crash)", "lsn", b.resume.String())
+		b.resume = 0
+	}
+	return nil
+}
+
+// runJob reads one table of a job chunk by chunk, from its recorded end key.
+func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow) error {
+	c := b.c
+	schema, table, _ := strings.Cut(job.table, ".")
+	tables, err := publicationTables(ctx, conn, c.cfg.Publication)
+	if err != nil {
+		return err
+	}
+	published := false
+	for _, t := range tables {
+		published = published || (t[0] == schema && t[1] == table && !c.isInternal(schema, table))
+	}
+	if !published {
+		c.log.Warn("backfill of a table that is not captured: nothing to do", "table", job.table, "job", job.job)
+		job.done, job.err = true, fmt.Sprintf("table %s is not in publication %s", job.table, c.cfg.Publication)
+		return c.saveProgress(ctx, conn, job)
+	}
+	cr, err := newChunkReader(ctx, conn, &typeCatalog{db: conn}, schema, table, c.cfg.TopicPrefix)
+	if err != nil {
+		return err
+	}
+	skip := b.skip[job.table]
+	var codec *stream.TableCodec
+	if len(skip) > 0 {
+		if codec, err = stream.NewTableCodec(stream.NewCodecs(), cr.rel.Schema); err != nil {
+			return err
+		}
+	}
+	tp := &tableProgress{table: job.table, job: job.job, estimate: estimateRows(ctx, conn, schema, table), prior: job.rowsDone}
+	tp.begin()
+	c.metrics.track(tp)
+	c.log.Info("backfill started", "table", job.table, "job", job.job, "rows_done", job.rowsDone, "resumed", job.lastKey != nil)
+	lastLog := time.Now()
+	for {
+		w := newWindow(job.table)
+		last, n, done, err := b.chunk(ctx, conn, cr, w, job.lastKey, skip, codec)
+		if err != nil {
+			b.active.CompareAndSwap(w, nil)
+			return err
+		}
+		select {
+		case <-w.emitted:
+		case err := <-w.failed:
+			c.log.Info("backfill chunk must be read again", "table", job.table, "reason", err)
+			continue
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		select {
+		case <-w.acked:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		job.rowsDone += int64(n)
+		if last != nil {
+			job.lastKey = last
+		}
+		job.done = done
+		if err := c.saveProgress(ctx, conn, job); err != nil {
+			return err
+		}
+		if _, err := conn.Exec(ctx, `DELETE FROM `+c.signalIdent()+` WHERE slot_name = $1 AND chunk = $2`, c.cfg.Slot, w.id); err != nil {
+			return fmt.Errorf("clean signal table: %w", err)
+		}
+		tp.add(int64(n))
+		c.metrics.backfillRows(ctx, job.table, int64(n))
+		if done {
+			tp.finish()
+			rows, rate, _, _ := tp.figures(time.Now())
+			c.log.Info("backfill of table done", "table", job.table, "job", job.job, "rows", rows, "rows_per_s", int(rate))
+			delete(b.skip, job.table)
+			return nil
+		}
+		if time.Since(lastLog) >= 10*time.Second {
+			lastLog = time.Now()
+			c.log.Info("snapshot progress", tp.logArgs(lastLog)...)
+		}
+	}
+}
+
+// chunk reads one chunk between a low and a high watermark and returns its
+// end key, the rows read and whether the table is done.
+func (b *backfiller) chunk(ctx context.Context, conn *pgx.Conn, cr *chunkReader, w *window, after []string,
+	skip map[string]struct{}, codec *stream.TableCodec) ([]string, int, bool, error) {
+	c := b.c
+	b.active.Store(w)
+	insert := `INSERT INTO ` + c.signalIdent() + ` (slot_name, kind, table_name, chunk) VALUES ($1, $2, $3, $4)`
+	if _, err := conn.Exec(ctx, insert, c.cfg.Slot, "low", w.table, w.id); err != nil {
+		return nil, 0, false, fmt.Errorf("write low watermark: %w", err)
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, 0, false, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	var snap string
+	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap); err != nil {
+		return nil, 0, false, fmt.Errorf("read chunk snapshot: %w", err)
+	}
+	if w.snap, err = parseTxSnapshot(snap); err != nil {
+		return nil, 0, false, err
+	}
+	var kb []byte
+	last, n, done, err := cr.read(ctx, tx, after, c.cfg.SnapshotChunkRows, func(raw [][]byte) error {
+		row, err := cr.decode(raw)
+		if err != nil {
+			return err
+		}
+		key := cr.rel.key(row)
+		if codec != nil {
+			if kb, err = codec.AppendKey(kb[:0], key); err != nil {
+				return err
+			}
+			if _, ok := skip[string(kb)]; ok {
+				return nil // published by the interrupted snapshot
+			}
+		}
+		w.rows = append(w.rows, stream.Event{Schema: cr.schema, Table: cr.table, Op: stream.OpSnapshot, Key: key, After: row})
+		w.keys = append(w.keys, keyString(key))
+		return nil
+	})
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, 0, false, err
+	}
+	w.rel = cr.rel
+	close(w.ready)
+	if _, err := conn.Exec(ctx, insert, c.cfg.Slot, "high", w.table, w.id); err != nil {
+		return nil, 0, false, fmt.Errorf("write high watermark: %w", err)
+	}
+	return last, n, done, nil
+}
+
+// track notes the keys a change touches, for the chunk being read.
+func (r *reader) track(rel *relation, keys ...map[string]any) {
+	if r.bf == nil {
+		return
+	}
+	w := r.bf.active.Load()
+	if w == nil || len(w.table) != len(rel.Schema.Schema)+1+len(rel.Schema.Table) ||
+		w.table != rel.Schema.Schema+"."+rel.Schema.Table {
+		return
+	}
+	for _, k := range keys {
+		if k == nil {
+			continue
+		}
+		ks := keyString(k)
+		if w.lowSeen {
+			w.changed[ks] = struct{}{}
+		} else {
+			w.pre[r.xid] = append(w.pre[r.xid], ks)
+		}
+	}
+}
+
+// trackTruncate voids the chunk being read if its table is truncated.
+func (r *reader) trackTruncate(rel *relation) {
+	if r.bf == nil {
+		return
+	}
+	if w := r.bf.active.Load(); w != nil && w.table == rel.Schema.Schema+"."+rel.Schema.Table {
+		w.truncated = true
+	}
+}
+
+// signal handles a row inserted into the signal table.
+func (r *reader) signal(ctx context.Context, row map[string]any) error {
+	if slot, _ := row["slot_name"].(string); slot != r.c.cfg.Slot || r.bf == nil {
+		return nil
+	}
+	kind, _ := row["kind"].(string)
+	chunk, _ := row["chunk"].(string)
+	table, _ := row["table_name"].(string)
+	w := r.bf.active.Load()
+	switch kind {
+	case "backfill":
+		id, _ := row["id"].(int64)
+		job := "backfill-" + strconv.FormatInt(id, 10)
+		_, err := r.db.Exec(ctx, `INSERT INTO `+r.c.progressIdent()+` (slot_name, job, table_name) VALUES ($1, $2, $3)
+			ON CONFLICT DO NOTHING`, r.c.cfg.Slot, job, table)
+		if err != nil {
+			return fmt.Errorf("record backfill request %s of %s: %w", job, table, err)
+		}
+		r.c.log.Info("backfill requested", "table", table, "job", job)
+		r.bf.kick()
+	case "low":
+		if w != nil && w.id == chunk {
+			w.lowSeen = true
+		}
+	case "high":
+		if w != nil && w.id == chunk && w.lowSeen {
+			return r.high(ctx, w)
+		}
+	}
+	return nil
+}
+
+var errChunkTruncated = errors.New("table truncated while the chunk was read")
+
+// high emits the chunk's surviving rows at the high watermark's position,
+// inside its transaction.
+func (r *reader) high(ctx context.Context, w *window) error {
+	select {
+	case <-w.ready:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	r.bf.active.CompareAndSwap(w, nil)
+	if w.truncated {
+		w.failed <- errChunkTruncated
+		return nil
+	}
+	cur := r.rels[w.rel.ID]
+	if cur != nil && !sameSchema(cur.Schema, w.rel.Schema) {
+		w.failed <- fmt.Errorf("table %s changed while the chunk was read", w.table)
+		return nil
+	}
+	if cur == nil {
+		// No change of the table streamed yet in this session: register the
+		// version the chunk was read with (a no-op when it is the current one).
+		if len(r.chunk) > 0 {
+			chunk := r.chunk
+			r.chunk = make([]stream.Event, 0, r.c.cfg.ChunkEvents)
+			if err := r.p.send(ctx, unit{events: chunk}); err != nil {
+				return err
+			}
+		}
+		if err := r.p.send(ctx, unit{register: w.rel}); err != nil {
+			return err
+		}
+		r.rels[w.rel.ID] = w.rel
+	}
+	drop := w.changed
+	for xid, keys := range w.pre {
+		if !w.snap.visible(xid) {
+			for _, k := range keys {
+				drop[k] = struct{}{}
+			}
+		}
+	}
+	n := 0
+	for i := range w.rows {
+		if _, ok := drop[w.keys[i]]; ok {
+			continue
+		}
+		ev := w.rows[i]
+		ev.Pos = stream.Position{LSN: r.commitLSN, Seq: r.seq}
+		ev.CommitTime = r.commitTime
+		if err := r.push(ctx, ev); err != nil {
+			return err
+		}
+		n++
+	}
+	r.c.log.Debug("backfill chunk emitted", "table", w.table, "rows", n, "dropped", len(w.rows)-n, "lsn", r.commitLSN.String())
+	w.rows, w.keys = nil, nil
+	w.emitted <- n
+	r.afterCommit = append(r.afterCommit, func() { close(w.acked) })
+	return nil
+}
+
+// prepareResume readies the completion of an initial snapshot interrupted by
+// a crash: rows its unfinished chunks had already published are found in
+// Kafka, so that they are not published twice.
+func (b *backfiller) prepareResume(ctx context.Context, db querier, lsn stream.LSN) error {
+	c := b.c
+	b.resume = lsn
+	jobs, err := c.loadProgress(ctx, db, snapshotJob)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if j.done {
+			continue
+		}
+		schema, table, _ := strings.Cut(j.table, ".")
+		if len(c.cfg.Brokers) == 0 {
+			c.log.Warn("no brokers configured: rows of the interrupted snapshot's last chunks may be published twice", "table", j.table)
+			continue
+		}
+		keys, err := scanSnapshotKeys(ctx, c.cfg.Brokers, stream.Topic(c.cfg.TopicPrefix, schema, table), j.snapshotLSN,
+			j.seqBase+uint64(j.rowsDone), int64(c.cfg.MaxInFlight))
+		if err != nil {
+			return fmt.Errorf("read what the interrupted snapshot of %s published: %w", j.table, err)
+		}
+		b.skip[j.table] = keys
+		c.log.Info("resuming the initial snapshot after a crash", "table", j.table, "rows_done", j.rowsDone,
+			"published_past_last_chunk", len(keys))
+	}
+	return nil
+}
+
+// scanSnapshotKeys returns the keys of the snapshot records (at lsn) with a
+// sequence above after. Records of a table are sent in sequence order and at
+// most margin of them wait for Kafka at once, so every such record follows,
+// in its partition, any record at or below after-margin: the scan goes back
+// from the end until it meets one.
+func scanSnapshotKeys(ctx context.Context, brokers []string, topic string, lsn stream.LSN, after uint64, margin int64) (map[string]struct{}, error) {
+	admin := stream.NewAdmin(brokers)
+	first, end, err := admin.EndOffsets(ctx, topic)
+	if err != nil {
+		if errors.Is(err, kafka.UnknownTopicOrPartition) {
+			return map[string]struct{}{}, nil
+		}
+		return nil, err
+	}
+	stop := uint64(0)
+	if after > uint64(margin) {
+		stop = after - uint64(margin)
+	}
+	keys := map[string]struct{}{}
+	for p := range end {
+		for k := int64(4096); ; k *= 4 {
+			start := max(first[p], end[p]-k)
+			found, err := scanKeys(ctx, admin.Client(), topic, p, start, end[p], lsn, after, stop, keys)
+			if err != nil {
+				return nil, err
+			}
+			if found || start == first[p] {
+				break
+			}
+		}
+	}
+	return keys, nil
+}
+
+// scanKeys adds to keys the keys of records in [start, end) at lsn with a
+// sequence above after; found reports a record at lsn at or below stop.
+func scanKeys(ctx context.Context, client *kafka.Client, topic string, p int, start, end int64, lsn stream.LSN,
+	after, stop uint64, keys map[string]struct{}) (bool, error) {
+	found := false
+	for off := start; off < end; {
+		res, err := client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: p, Offset: off,
+			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
+		if err != nil {
+			return found, err
+		}
+		if res.Error != nil {
+			return found, res.Error
+		}
+		n := 0
+		for {
+			rec, err := res.Records.ReadRecord()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return found, err
+			}
+			if rec.Offset < off || rec.Offset >= end {
+				continue
+			}
+			n++
+			off = rec.Offset + 1
+			pos, ok := recordPosition(rec.Headers)
+			if !ok || pos.LSN != lsn {
+				continue
+			}
+			if pos.Seq <= stop {
+				found = true
+			}
+			if pos.Seq > after && rec.Key != nil {
+				k, err := io.ReadAll(rec.Key)
+				if err != nil {
+					return found, err
+				}
+				keys[string(k)] = struct{}{}
+			}
+		}
+		if n == 0 {
+			if res.HighWatermark <= off {
+				break
+			}
+			off++
+		}
+	}
+	return found, nil
+}

@@ -1,0 +1,176 @@
+package capture_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/starstream/starstream/capture"
+	"github.com/starstream/starstream/capture/capturetest"
+	"github.com/starstream/starstream/stream"
+	"github.com/starstream/starstream/stream/streamtest"
+)
+
+// TestBackfillWhileWriting: a backfill of a table runs, in small chunks,
+// while a writer keeps updating, inserting and deleting its rows. Per key, the
+// newest record in Kafka (by position) must equal the source row, and a row
+// deleted in the source must end deleted: a backfilled row never carries an
+// older version under a newer position, and never resurrects a deleted row.
+func TestBackfillWhileWriting(t *testing.T) {
+	t.Parallel()
+	db := capturetest.Connect(t)
+	schema := capturetest.NewSchema(t)
+	tbl := pgx.Identifier{schema, "kv"}.Sanitize()
+	const n = 3000
+	exec(t, db, "CREATE TABLE "+tbl+" (k int PRIMARY KEY, v int NOT NULL, pad text)")
+	exec(t, db, "INSERT INTO "+tbl+" SELECT g, 0, repeat('x', 50) FROM generate_series(1, $1::int) g", n)
+	cfg := capturetest.Config(t, schema)
+	cfg.SnapshotChunkRows = 100
+	w, codecs := capturetest.NewWriter(t)
+	topic := stream.Topic("cdc", schema, "kv")
+	run := capturetest.Start(t, cfg, w)
+	capturetest.ReadUntil(t, topic, codecs, capturetest.Fence(t, db), time.Minute)
+
+	// The writer: hot keys and random ones, inserts and deletes, one or
+	// several statements per transaction.
+	ctx, stopWriter := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var txns atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		conn, err := pgx.Connect(ctx, capturetest.DSN())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(context.Background())
+		rng := rand.New(rand.NewPCG(5, 6))
+		next := n + 1
+		for ctx.Err() == nil {
+			var err error
+			switch rng.IntN(6) {
+			case 0, 1:
+				_, err = conn.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE k = $1", 1+rng.IntN(next))
+			case 2:
+				_, err = conn.Exec(ctx, "INSERT INTO "+tbl+" VALUES ($1, 1, 'new')", next)
+				next++
+			case 3:
+				_, err = conn.Exec(ctx, "DELETE FROM "+tbl+" WHERE k = $1", 1+rng.IntN(next))
+			case 4:
+				_, err = conn.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE k % 500 = $1", rng.IntN(500))
+			case 5:
+				err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+					for i := 0; i < 5; i++ {
+						k := 1 + rng.IntN(next)
+						if _, err := tx.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE k = $1", k); err != nil {
+							return err
+						}
+						if _, err := tx.Exec(ctx, "DELETE FROM "+tbl+" WHERE k = $1", k+1); err != nil {
+							return err
+						}
+						if _, err := tx.Exec(ctx, "INSERT INTO "+tbl+" VALUES ($1, 2, 'tx') ON CONFLICT (k) DO UPDATE SET v = "+tbl+".v + 1", k+1); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}
+			if err != nil && ctx.Err() == nil {
+				t.Error(err)
+				return
+			}
+			txns.Add(1)
+		}
+	}()
+
+	time.Sleep(300 * time.Millisecond)
+	rctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	job, err := capture.RequestBackfill(rctx, cfg, schema+".kv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st capture.BackfillStatus
+	capturetest.Eventually(t, 3*time.Minute, "backfill "+job+" done", func() bool {
+		if st, err = capture.Backfill(rctx, cfg, job); err != nil {
+			t.Fatal(err)
+		}
+		return st.Done
+	})
+	if st.Error != "" || st.Rows < n/2 {
+		t.Fatalf("backfill ended with %+v", st)
+	}
+	time.Sleep(200 * time.Millisecond) // writes after the last chunk too
+	stopWriter()
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	fence := capturetest.Fence(t, db)
+	recs := capturetest.ReadUntil(t, topic, codecs, fence, 2*time.Minute)
+	if err := run.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	v := streamtest.NewValidator()
+	validate(v, topic, recs)
+	v.Check(t)
+
+	// The newest record per key, by position.
+	newest := map[int64]stream.Event{}
+	var cp stream.LSN
+	backfilled := 0
+	for _, ev := range capturetest.Events(recs) {
+		if ev.Op == stream.OpSnapshot {
+			if cp == 0 {
+				cp = ev.Pos.LSN // the initial snapshot comes first
+			}
+			if ev.Pos.LSN != cp {
+				backfilled++
+			}
+		}
+		newest[ev.Key["k"].(int64)] = ev
+	}
+	rows, err := db.Query(context.Background(), "SELECT k, v, pad FROM "+tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	source := map[int64][2]any{}
+	for rows.Next() {
+		var k, val int32
+		var pad string
+		if err := rows.Scan(&k, &val, &pad); err != nil {
+			t.Fatal(err)
+		}
+		source[int64(k)] = [2]any{int64(val), pad}
+	}
+	rows.Close()
+	stale := 0
+	for k, row := range source {
+		ev, ok := newest[k]
+		if !ok || ev.Op == stream.OpDelete || ev.After["v"] != row[0] || ev.After["pad"] != row[1] {
+			stale++
+			if stale <= 10 {
+				t.Errorf("key %d: source %v, newest record %s at %s: %v", k, row, ev.Op, ev.Pos, ev.After)
+			}
+		}
+	}
+	for k, ev := range newest {
+		if _, ok := source[k]; !ok && ev.Op != stream.OpDelete {
+			stale++
+			if stale <= 10 {
+				t.Errorf("key %d deleted in the source, newest record %s at %s: %v", k, ev.Op, ev.Pos, ev.After)
+			}
+		}
+	}
+	if backfilled == 0 {
+		t.Fatal("no backfilled record in the topic")
+	}
+	t.Logf("%d writer transactions; backfill read %d rows, emitted %d (the others changed during their chunk); %d keys checked, %d stale",
+		txns.Load(), st.Rows, backfilled, len(newest), stale)
+}

@@ -1,0 +1,153 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/starstream/starstream/capture/internal/pgdecode"
+)
+
+// chunkReader reads a table in chunks of rows in primary-key order (keyset
+// pagination: WHERE (pk) > (last key) ORDER BY pk LIMIT n), so that a chunk's
+// end key is where the next one starts, in this run or after a crash. A
+// table without a primary key is read in one chunk.
+type chunkReader struct {
+	rel    *relation
+	schema string
+	table  string
+	cols   []sourceColumn
+	pkIdx  []int    // positions of the key columns in cols, in index order
+	pkCast []string // their types, for the literals of the last key
+	sel    string   // SELECT columns FROM table
+	where  string   // WHERE (key) > (last key), keyed tables only
+	order  string   // ORDER BY key, keyed tables only
+}
+
+func newChunkReader(ctx context.Context, db querier, cat pgdecode.Catalog, schema, table, prefix string) (*chunkReader, error) {
+	meta, cols, err := loadTableMeta(ctx, db, schema, table)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := buildRelation(ctx, cat, meta, meta.oid, schema, table, prefix, cols, nil)
+	if err != nil {
+		return nil, err
+	}
+	cr := &chunkReader{rel: rel, schema: schema, table: table, cols: cols}
+	rows, err := db.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+		FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+		WHERE i.indrelid = $1 AND i.indisprimary
+		ORDER BY array_position(i.indkey::int2[], a.attnum)`, meta.oid)
+	if err != nil {
+		return nil, fmt.Errorf("read primary key of %s.%s: %w", schema, table, err)
+	}
+	var order []string
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		for i, c := range cols {
+			if c.Name == name {
+				cr.pkIdx = append(cr.pkIdx, i)
+				cr.pkCast = append(cr.pkCast, typ)
+			}
+		}
+		order = append(order, pgx.Identifier{name}.Sanitize())
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(cr.pkIdx) != len(order) {
+		cr.pkIdx, cr.pkCast, order = nil, nil, nil // a key column is not readable: one chunk
+	}
+	names := make([]string, len(cols))
+	for i, col := range cols {
+		names[i] = pgx.Identifier{col.Name}.Sanitize()
+	}
+	cr.sel = "SELECT " + strings.Join(names, ", ") + " FROM " + pgx.Identifier{schema, table}.Sanitize()
+	if len(order) > 0 {
+		params := make([]string, len(order))
+		for i := range order {
+			params[i] = fmt.Sprintf("$%d::%s", i+1, cr.pkCast[i])
+		}
+		cr.where = " WHERE (" + strings.Join(order, ", ") + ") > (" + strings.Join(params, ", ") + ")"
+		cr.order = " ORDER BY " + strings.Join(order, ", ")
+	}
+	return cr, nil
+}
+
+// keyed reports whether the table is read in several chunks.
+func (cr *chunkReader) keyed() bool { return len(cr.pkIdx) > 0 }
+
+// read reads the chunk after key after (nil: from the start), up to limit
+// rows, calling fn with each row's values (text, as pgoutput sends them:
+// one set of decoders serves both). It returns the chunk's last key and its
+// row count, and whether the table is done (the chunk was short).
+func (cr *chunkReader) read(ctx context.Context, db querier, after []string, limit int,
+	fn func(raw [][]byte) error) ([]string, int, bool, error) {
+	sql := cr.sel
+	var args []any
+	switch {
+	case !cr.keyed():
+	case after == nil:
+		sql += cr.order + fmt.Sprintf(" LIMIT %d", limit)
+	default:
+		sql += cr.where + cr.order + fmt.Sprintf(" LIMIT %d", limit)
+		for _, v := range after {
+			args = append(args, v)
+		}
+	}
+	rows, err := db.Query(ctx, sql, append([]any{pgx.QueryExecModeSimpleProtocol}, args...)...)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("read %s.%s: %w", cr.schema, cr.table, err)
+	}
+	defer rows.Close()
+	var last []string
+	n := 0
+	for rows.Next() {
+		raw := rows.RawValues()
+		if err := fn(raw); err != nil {
+			return nil, n, false, err
+		}
+		n++
+		if cr.keyed() {
+			if last == nil {
+				last = make([]string, len(cr.pkIdx))
+			}
+			for i, j := range cr.pkIdx {
+				last[i] = string(raw[j])
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, n, false, fmt.Errorf("read %s.%s: %w", cr.schema, cr.table, err)
+	}
+	return last, n, !cr.keyed() || n < limit, nil
+}
+
+// decode turns a row's text values into column values.
+func (cr *chunkReader) decode(raw [][]byte) (map[string]any, error) {
+	after := make(map[string]any, len(raw))
+	for i, v := range raw {
+		name := cr.cols[i].Name
+		if v == nil {
+			after[name] = nil
+			continue
+		}
+		val, err := cr.rel.Decode[i](v)
+		if err != nil {
+			if !errors.Is(err, pgdecode.ErrNotANumber) {
+				return nil, fmt.Errorf("column %s: %w", name, err)
+			}
+			val = nil
+		}
+		after[name] = val
+	}
+	return after, nil
+}

@@ -7,8 +7,10 @@
 //
 // Lifecycle of a slot. Run creates the publication and the slot if missing.
 // A new slot exports its snapshot: SnapshotWorkers connections import it and
-// read every published table (OpSnapshot events at the consistent point),
-// then streaming starts at the consistent point: no gap, no overlap. The
+// read every published table in chunks of SnapshotChunkRows in primary-key
+// order (OpSnapshot events at the consistent point), then streaming starts
+// at the consistent point: no gap, no overlap. Each chunk's end key is
+// recorded (progress.go) once Kafka acknowledged it. The
 // state table (Config.StateTable, in the source database) records each slot
 // capture created and whether its snapshot finished; it is written before
 // the slot, so:
@@ -16,8 +18,12 @@
 //   - record but no slot (dropped, or the database was restored/failed over):
 //     ErrSlotLost, terminal; wal_status lost: ErrSlotInvalidated, terminal.
 //     Nothing is re-snapshotted silently: Reset is the recovery;
-//   - unfinished record (crash during the snapshot, or Reset): a new slot and
-//     snapshot, each table's rows preceded by a truncate event so rows deleted
+//   - slot, unfinished record and recorded chunks (crash during the
+//     snapshot): stream from the slot's position and read the rest of each
+//     table DBLog-style while streaming (backfill.go), skipping rows Kafka
+//     already has;
+//   - unfinished record otherwise (crash before any row, or Reset): a new slot
+//     and snapshot, each table's rows preceded by a truncate event so rows deleted
 //     meanwhile do not linger downstream;
 //   - slot without record: made by someone else; adopted without snapshot.
 //
@@ -28,6 +34,11 @@
 //
 // High availability. Processes sharing a slot elect a leader with a session
 // advisory lock; standbys take over within about a second of its death.
+//
+// Backfill. RequestBackfill (`starstream backfill`) writes a request row to
+// the signal table (Config.SignalTable, in the publication); the reader sees
+// it in the WAL and a backfiller re-reads the table between low/high
+// watermark rows, DBLog-style: see backfill.go.
 //
 // Decoding. Values take the Go types stream.Kind documents; snapshot and
 // streaming share the decoders of capture/internal/pgdecode. Unchanged TOAST

@@ -48,8 +48,8 @@ func newRoot() *cobra.Command {
 	a = &app{}
 	root.PersistentFlags().StringVar(&configPath, "config", os.Getenv("STARSTREAM_CONFIG"), "YAML configuration file (defaults are embedded)")
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "", "debug, info, warn or error")
-	root.AddCommand(captureCmd(a), runCmd(a), demoCmd(a), seedCmd(a), generateCmd(a), queryCmd(a), ddlCmd(a), dagCmd(), configCmd(a),
-		verifyCmd(a), lagCmd(a), replayCmd(a))
+	root.AddCommand(withCaptureSubcommands(a, captureCmd(a)), runCmd(a), demoCmd(a), seedCmd(a), generateCmd(a), queryCmd(a), ddlCmd(a), dagCmd(), configCmd(a),
+		verifyCmd(a), lagCmd(a), replayCmd(a), backfillCmd(a))
 	return root
 }
 

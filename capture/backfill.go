@@ -342,7 +342,7 @@ func (b *backfiller) chunk(ctx context.Context, conn *pgx.Conn, cr *chunkReader,
 			if kb, err = codec.AppendKey(kb[:0], key); err != nil {
 				return err
 			}
-			if _, ok := skip[string(kb)]; ok {
+			if _, ok := skip[string(keyBody(kb))]; ok {
 				return nil // published by the interrupted snapshot
 			}
 		}
@@ -523,6 +523,19 @@ func (b *backfiller) prepareResume(ctx context.Context, db querier, lsn stream.L
 	return nil
 }
 
+// keyBody strips the header of an encoded key (Avro single-object encoding,
+// or the Confluent wire format when a schema registry is configured): keys
+// compare by their Avro binary, whichever way they were framed.
+func keyBody(b []byte) []byte {
+	switch {
+	case len(b) >= 5 && b[0] == 0:
+		return b[5:]
+	case len(b) >= 10 && b[0] == 0xC3 && b[1] == 0x01:
+		return b[10:]
+	}
+	return b
+}
+
 // scanSnapshotKeys returns the keys of the snapshot records (at lsn) with a
 // sequence above after. Records of a table are sent in sequence order and at
 // most margin of them wait for Kafka at once, so every such record follows,
@@ -597,7 +610,7 @@ func scanKeys(ctx context.Context, client *kafka.Client, topic string, p int, st
 				if err != nil {
 					return found, err
 				}
-				keys[string(k)] = struct{}{}
+				keys[string(keyBody(k))] = struct{}{}
 			}
 		}
 		if n == 0 {

@@ -512,7 +512,7 @@ func (b *backfiller) prepareResume(ctx context.Context, db querier, lsn stream.L
 			continue
 		}
 		keys, err := scanSnapshotKeys(ctx, c.cfg.Brokers, stream.Topic(c.cfg.TopicPrefix, schema, table), j.snapshotLSN,
-			j.seqBase+uint64(j.rowsDone), int64(c.cfg.MaxInFlight))
+			j.seqBase+uint64(j.exported), int64(c.cfg.MaxInFlight))
 		if err != nil {
 			return fmt.Errorf("read what the interrupted snapshot of %s published: %w", j.table, err)
 		}

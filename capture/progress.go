@@ -27,6 +27,7 @@ type progressRow struct {
 	snapshotLSN stream.LSN
 	seqBase     uint64   // initial snapshot: rows take positions (snapshotLSN, seqBase+1+index)
 	rowsDone    int64    // rows read and acknowledged
+	exported    int64    // initial snapshot: rows of it read in the exported snapshot (at snapshotLSN)
 	lastKey     []string // primary key (text) of the last row recorded; nil: from the start
 	done        bool
 	err         string
@@ -64,6 +65,7 @@ func (c *Capture) createProgressAndSignal(ctx context.Context, tx pgx.Tx) error 
 		snapshot_lsn pg_lsn,
 		seq_base     int8 NOT NULL DEFAULT 0,
 		rows_done    int8 NOT NULL DEFAULT 0,
+		exported_rows int8 NOT NULL DEFAULT 0,
 		last_key     text[],
 		done         boolean NOT NULL DEFAULT false,
 		error        text,
@@ -71,6 +73,14 @@ func (c *Capture) createProgressAndSignal(ctx context.Context, tx pgx.Tx) error 
 		updated_at   timestamptz NOT NULL DEFAULT now(),
 		PRIMARY KEY (slot_name, job, table_name)
 	)`)
+	var has bool
+	if err == nil { // a table made before exported_rows existed
+		err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass
+			AND attname = 'exported_rows' AND NOT attisdropped)`, c.progressIdent()).Scan(&has)
+	}
+	if err == nil && !has {
+		_, err = tx.Exec(ctx, `ALTER TABLE `+c.progressIdent()+` ADD COLUMN exported_rows int8 NOT NULL DEFAULT 0`)
+	}
 	if err != nil {
 		return fmt.Errorf("create progress table %s: %w", c.progressTable(), err)
 	}
@@ -118,7 +128,7 @@ func (c *Capture) ensureSignalPublished(ctx context.Context, db *pgx.Conn) error
 
 // loadProgress returns the slot's progress rows, of one job or of all ("").
 func (c *Capture) loadProgress(ctx context.Context, db querier, job string) ([]progressRow, error) {
-	rows, err := db.Query(ctx, `SELECT job, table_name, coalesce(snapshot_lsn, '0/0')::text, seq_base, rows_done, last_key, done, coalesce(error, '')
+	rows, err := db.Query(ctx, `SELECT job, table_name, coalesce(snapshot_lsn, '0/0')::text, seq_base, rows_done, exported_rows, last_key, done, coalesce(error, '')
 		FROM `+c.progressIdent()+` WHERE slot_name = $1 AND ($2 = '' OR job = $2) ORDER BY started_at, job, table_name`, c.cfg.Slot, job)
 	if err != nil {
 		return nil, fmt.Errorf("read progress of slot %s: %w", c.cfg.Slot, err)
@@ -129,7 +139,7 @@ func (c *Capture) loadProgress(ctx context.Context, db querier, job string) ([]p
 		var r progressRow
 		var lsn string
 		var base int64
-		if err := rows.Scan(&r.job, &r.table, &lsn, &base, &r.rowsDone, &r.lastKey, &r.done, &r.err); err != nil {
+		if err := rows.Scan(&r.job, &r.table, &lsn, &base, &r.rowsDone, &r.exported, &r.lastKey, &r.done, &r.err); err != nil {
 			return nil, fmt.Errorf("read progress of slot %s: %w", c.cfg.Slot, err)
 		}
 		r.seqBase = uint64(base)
@@ -151,11 +161,12 @@ func (c *Capture) saveProgress(ctx context.Context, db querier, r progressRow) e
 	if r.err != "" {
 		errText = r.err
 	}
-	_, err := db.Exec(ctx, `INSERT INTO `+c.progressIdent()+` AS p (slot_name, job, table_name, snapshot_lsn, seq_base, rows_done, last_key, done, error)
-		VALUES ($1, $2, $3, $4::pg_lsn, $5, $6, $7, $8, $9)
+	_, err := db.Exec(ctx, `INSERT INTO `+c.progressIdent()+` AS p (slot_name, job, table_name, snapshot_lsn, seq_base, rows_done, exported_rows, last_key, done, error)
+		VALUES ($1, $2, $3, $4::pg_lsn, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (slot_name, job, table_name) DO UPDATE SET snapshot_lsn = EXCLUDED.snapshot_lsn, seq_base = EXCLUDED.seq_base,
-			rows_done = EXCLUDED.rows_done, last_key = EXCLUDED.last_key, done = EXCLUDED.done, error = EXCLUDED.error, updated_at = now()`,
-		c.cfg.Slot, r.job, r.table, lsn, int64(r.seqBase), r.rowsDone, r.lastKey, r.done, errText)
+			rows_done = EXCLUDED.rows_done, exported_rows = EXCLUDED.exported_rows, last_key = EXCLUDED.last_key, done = EXCLUDED.done,
+			error = EXCLUDED.error, updated_at = now()`,
+		c.cfg.Slot, r.job, r.table, lsn, int64(r.seqBase), r.rowsDone, r.exported, r.lastKey, r.done, errText)
 	if err != nil {
 		return fmt.Errorf("record progress of %s (%s): %w", r.table, r.job, err)
 	}

@@ -252,6 +252,7 @@ func (c *Capture) snapshotTable(ctx context.Context, tx pgx.Tx, t snapTable, lsn
 		c.metrics.snapshotRows(ctx, row.table, int64(n))
 		t.tp.add(int64(n))
 		row.rowsDone += int64(n)
+		row.exported = row.rowsDone
 		if last != nil {
 			row.lastKey = last
 		}

@@ -31,12 +31,15 @@ import (
 //     transaction snapshot (pg_current_snapshot);
 //  3. it commits a high-watermark row.
 //
-// The reader sees both rows in the WAL, in commit order. From the window's
-// announcement on, it notes the keys of the table that transactions change.
-// At the high watermark it drops from the chunk every key changed after the
-// low watermark, and every key changed by a transaction S could not see
-// (PostgreSQL makes commits visible in a slightly different order than it
-// logs them), then emits the rest as OpSnapshot events at the high
+// The reader sees both rows in the WAL, in commit order. While a job runs it
+// keeps the keys of the job's table changed by the last transactions (a
+// short history, see histMax*), and within a window the keys changed after
+// the low watermark. At the high watermark it drops from the chunk every key
+// changed after the low watermark, and every key changed by a transaction of
+// the history that S could not see (PostgreSQL makes commits visible in a
+// slightly different order than it logs them: a transaction logged just
+// before the low watermark may still be invisible to S), then emits the rest
+// as OpSnapshot events at the high
 // watermark's position: inside its transaction, before its commit, so the
 // watermark marker that follows the commit is written after them. A row
 // emitted there is the key's latest version as of the high watermark:
@@ -52,6 +55,7 @@ import (
 type backfiller struct {
 	c      *Capture
 	active atomic.Pointer[window] // the chunk being read, at most one
+	table  atomic.Pointer[string] // the table of the job running, whose changes the reader keeps
 	wake   chan struct{}
 
 	// resume is set when the initial snapshot is unfinished: its jobs are
@@ -82,7 +86,7 @@ type window struct {
 
 	lowSeen   bool
 	changed   map[string]struct{} // keys changed after the low watermark
-	pre       map[uint32][]string // keys changed before it, by transaction id
+	pre       []histTxn           // the history when the low watermark was seen
 	truncated bool
 
 	ready chan struct{}
@@ -99,7 +103,7 @@ type window struct {
 func newWindow(table string) *window {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return &window{id: hex.EncodeToString(b[:]), table: table, changed: map[string]struct{}{}, pre: map[uint32][]string{},
+	return &window{id: hex.EncodeToString(b[:]), table: table, changed: map[string]struct{}{},
 		ready: make(chan struct{}), emitted: make(chan int, 1), failed: make(chan error, 1), acked: make(chan struct{})}
 }
 
@@ -257,6 +261,9 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 			return err
 		}
 	}
+	name := job.table
+	b.table.Store(&name)
+	defer b.table.Store(nil)
 	tp := &tableProgress{table: job.table, job: job.job, estimate: estimateRows(ctx, conn, schema, table), prior: job.rowsDone}
 	tp.begin()
 	c.metrics.track(tp)
@@ -364,26 +371,72 @@ func (b *backfiller) chunk(ctx context.Context, conn *pgx.Conn, cr *chunkReader,
 	return last, n, done, nil
 }
 
-// track notes the keys a change touches, for the chunk being read.
+// histTxn is a transaction that changed keys of the table being backfilled.
+type histTxn struct {
+	xid  uint32
+	lsn  stream.LSN
+	keys []string
+}
+
+// The history covers the last transactions on the job's table: a
+// transaction that a chunk's snapshot cannot see although it was logged
+// before the low watermark committed within a moment of it, far inside
+// these bounds.
+const (
+	histMaxTxns = 4096
+	histMaxKeys = 200_000
+	histMaxWAL  = 256 << 20
+)
+
+// track notes the keys a change touches, for the backfill job's table.
 func (r *reader) track(rel *relation, keys ...map[string]any) {
 	if r.bf == nil {
 		return
 	}
-	w := r.bf.active.Load()
-	if w == nil || len(w.table) != len(rel.Schema.Schema)+1+len(rel.Schema.Table) ||
-		w.table != rel.Schema.Schema+"."+rel.Schema.Table {
+	name := r.bf.table.Load()
+	if name == nil || len(*name) != len(rel.Schema.Schema)+1+len(rel.Schema.Table) ||
+		*name != rel.Schema.Schema+"."+rel.Schema.Table {
 		return
+	}
+	w := r.bf.active.Load()
+	if w != nil && (w.table != *name || !w.lowSeen) {
+		w = nil
 	}
 	for _, k := range keys {
 		if k == nil {
 			continue
 		}
 		ks := keyString(k)
-		if w.lowSeen {
+		if w != nil {
 			w.changed[ks] = struct{}{}
-		} else {
-			w.pre[r.xid] = append(w.pre[r.xid], ks)
 		}
+		r.txKeys = append(r.txKeys, ks)
+	}
+}
+
+// remember adds the committed transaction's keys to the history.
+func (r *reader) remember() {
+	if len(r.txKeys) == 0 {
+		return
+	}
+	r.hist = append(r.hist, histTxn{xid: r.xid, lsn: r.commitLSN, keys: r.txKeys})
+	r.histKeys += len(r.txKeys)
+	r.txKeys = nil
+	drop := 0
+	for drop < len(r.hist)-1 && (len(r.hist)-drop > histMaxTxns || r.histKeys > histMaxKeys ||
+		r.commitLSN-r.hist[drop].lsn > histMaxWAL) {
+		r.histKeys -= len(r.hist[drop].keys)
+		drop++
+	}
+	if drop > 0 {
+		r.hist = append(r.hist[:0:0], r.hist[drop:]...)
+	}
+}
+
+// forget drops the history when no job runs.
+func (r *reader) forget() {
+	if r.bf != nil && r.bf.table.Load() == nil && len(r.hist) > 0 {
+		r.hist, r.histKeys = nil, 0
 	}
 }
 
@@ -420,6 +473,7 @@ func (r *reader) signal(ctx context.Context, row map[string]any) error {
 	case "low":
 		if w != nil && w.id == chunk {
 			w.lowSeen = true
+			w.pre = r.hist[:len(r.hist):len(r.hist)] // entries are never modified
 		}
 	case "high":
 		if w != nil && w.id == chunk && w.lowSeen {
@@ -465,9 +519,9 @@ func (r *reader) high(ctx context.Context, w *window) error {
 		r.rels[w.rel.ID] = w.rel
 	}
 	drop := w.changed
-	for xid, keys := range w.pre {
-		if !w.snap.visible(xid) {
-			for _, k := range keys {
+	for _, h := range w.pre {
+		if !w.snap.visible(h.xid) {
+			for _, k := range h.keys {
 				drop[k] = struct{}{}
 			}
 		}

@@ -39,11 +39,16 @@ type reader struct {
 	seq        uint64
 	// afterCommit are called once Kafka acknowledged the current transaction.
 	afterCommit []func()
-	chunk       []stream.Event
-	change      pgoutput.Change // reused for every row change
-	lastChunk   int             // events in the last transaction's last chunk
-	lastIdle    stream.LSN
-	warnedNaN   map[string]bool
+	// keys of the backfilled table changed by the current transaction and
+	// by the last ones (backfill.go)
+	txKeys    []string
+	hist      []histTxn
+	histKeys  int
+	chunk     []stream.Event
+	change    pgoutput.Change // reused for every row change
+	lastChunk int             // events in the last transaction's last chunk
+	lastIdle  stream.LSN
+	warnedNaN map[string]bool
 }
 
 func (r *reader) run(ctx context.Context, start stream.LSN) error {
@@ -223,6 +228,8 @@ func (r *reader) message(ctx context.Context, data []byte) error {
 			}
 		}
 		r.afterCommit = r.afterCommit[:0]
+		r.remember()
+		r.forget()
 		return nil
 	case *pglogrepl.RelationMessage:
 		return r.relation(ctx, m)

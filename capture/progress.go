@@ -58,6 +58,16 @@ func (c *Capture) isSignalTable(schema, table string) bool {
 // createProgressAndSignal creates the progress and signal tables (inside the
 // state table's creation transaction, under its lock).
 func (c *Capture) createProgressAndSignal(ctx context.Context, tx pgx.Tx) error {
+	var both bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL`,
+		c.progressIdent(), c.signalIdent()).Scan(&both); err != nil {
+		return fmt.Errorf("look up progress and signal tables: %w", err)
+	}
+	if both {
+		// Made by an earlier start or by an administrator: a role without
+		// CREATE on their schema runs with them as they are.
+		return c.upgradeProgress(ctx, tx)
+	}
 	_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+c.progressIdent()+` (
 		slot_name    text NOT NULL,
 		job          text NOT NULL,
@@ -73,13 +83,8 @@ func (c *Capture) createProgressAndSignal(ctx context.Context, tx pgx.Tx) error 
 		updated_at   timestamptz NOT NULL DEFAULT now(),
 		PRIMARY KEY (slot_name, job, table_name)
 	)`)
-	var has bool
-	if err == nil { // a table made before exported_rows existed
-		err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass
-			AND attname = 'exported_rows' AND NOT attisdropped)`, c.progressIdent()).Scan(&has)
-	}
-	if err == nil && !has {
-		_, err = tx.Exec(ctx, `ALTER TABLE `+c.progressIdent()+` ADD COLUMN exported_rows int8 NOT NULL DEFAULT 0`)
+	if err == nil {
+		err = c.upgradeProgress(ctx, tx)
 	}
 	if err != nil {
 		return fmt.Errorf("create progress table %s: %w", c.progressTable(), err)
@@ -98,6 +103,22 @@ func (c *Capture) createProgressAndSignal(ctx context.Context, tx pgx.Tx) error 
 	)`)
 	if err != nil {
 		return fmt.Errorf("create signal table %s: %w", c.cfg.SignalTable, err)
+	}
+	return nil
+}
+
+// upgradeProgress adds the column a progress table made before it existed lacks.
+func (c *Capture) upgradeProgress(ctx context.Context, tx pgx.Tx) error {
+	var has bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass
+		AND attname = 'exported_rows' AND NOT attisdropped)`, c.progressIdent()).Scan(&has); err != nil {
+		return fmt.Errorf("inspect progress table %s: %w", c.progressTable(), err)
+	}
+	if has {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `ALTER TABLE `+c.progressIdent()+` ADD COLUMN exported_rows int8 NOT NULL DEFAULT 0`); err != nil {
+		return fmt.Errorf("upgrade progress table %s: %w", c.progressTable(), err)
 	}
 	return nil
 }

@@ -50,8 +50,11 @@ import (
 // table, written by `starstream backfill`) and the unfinished tables of an
 // initial snapshot interrupted by a crash: its exported snapshot died with
 // the crash, so what it had not read yet is read this way. A chunk's end key
-// is recorded once Kafka acknowledged the chunk; a crash repeats at most the
-// chunk in flight (at a newer position, which sinks take as an upsert).
+// is recorded once Kafka acknowledged the chunk. The reader records the high
+// watermark of the chunk it publishes before it publishes it: after a crash,
+// rows of that chunk already in Kafka are found by that position and not
+// published again (prepare). Two crashes within one chunk may publish some of
+// its rows twice, at newer positions, which sinks take as upserts.
 type backfiller struct {
 	c      *Capture
 	active atomic.Pointer[window] // the chunk being read, at most one
@@ -82,6 +85,7 @@ func (b *backfiller) kick() {
 // the high watermark, and closes ready.
 type window struct {
 	id    string
+	job   string
 	table string // schema.table
 
 	lowSeen   bool
@@ -271,6 +275,7 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 	lastLog := time.Now()
 	for {
 		w := newWindow(job.table)
+		w.job = job.job
 		last, n, done, err := b.chunk(ctx, conn, cr, w, job.lastKey, skip, codec)
 		if err != nil {
 			b.active.CompareAndSwap(w, nil)
@@ -518,6 +523,12 @@ func (r *reader) high(ctx context.Context, w *window) error {
 		}
 		r.rels[w.rel.ID] = w.rel
 	}
+	// Should capture die before the chunk is recorded, the next run finds
+	// what it published by this position (prepare).
+	if _, err := r.db.Exec(ctx, `UPDATE `+r.c.progressIdent()+` SET pending_lsn = $4::pg_lsn
+		WHERE slot_name = $1 AND job = $2 AND table_name = $3`, r.c.cfg.Slot, w.job, w.table, r.commitLSN.String()); err != nil {
+		return fmt.Errorf("record the chunk of %s being published: %w", w.table, err)
+	}
 	drop := w.changed
 	for _, h := range w.pre {
 		if !w.snap.visible(h.xid) {
@@ -546,33 +557,53 @@ func (r *reader) high(ctx context.Context, w *window) error {
 	return nil
 }
 
-// prepareResume readies the completion of an initial snapshot interrupted by
-// a crash: rows its unfinished chunks had already published are found in
-// Kafka, so that they are not published twice.
-func (b *backfiller) prepareResume(ctx context.Context, db querier, lsn stream.LSN) error {
+// prepare readies the jobs left by an earlier run, before streaming starts.
+// Rows that run published but did not record are found in Kafka, so that
+// they are not published twice: those of an initial snapshot interrupted by
+// a crash (resume is its consistent point, 0 if none), read in its exported
+// snapshot past its last recorded chunk, and those of the chunk a job was
+// publishing (at its high watermark's position).
+func (b *backfiller) prepare(ctx context.Context, db querier, resume stream.LSN) error {
 	c := b.c
-	b.resume = lsn
-	jobs, err := c.loadProgress(ctx, db, snapshotJob)
+	b.resume = resume
+	jobs, err := c.loadProgress(ctx, db, "")
 	if err != nil {
 		return err
 	}
 	for _, j := range jobs {
-		if j.done {
+		if j.done || (j.job == snapshotJob && resume == 0) || (j.job != snapshotJob && j.pending == 0) {
+			continue
+		}
+		if len(c.cfg.Brokers) == 0 {
+			c.log.Warn("no brokers configured: rows an earlier run published but did not record may be published twice",
+				"table", j.table, "job", j.job)
 			continue
 		}
 		schema, table, _ := strings.Cut(j.table, ".")
-		if len(c.cfg.Brokers) == 0 {
-			c.log.Warn("no brokers configured: rows of the interrupted snapshot's last chunks may be published twice", "table", j.table)
-			continue
+		topic := stream.Topic(c.cfg.TopicPrefix, schema, table)
+		keys := b.skip[j.table]
+		if keys == nil {
+			keys = map[string]struct{}{}
+			b.skip[j.table] = keys
 		}
-		keys, err := scanSnapshotKeys(ctx, c.cfg.Brokers, stream.Topic(c.cfg.TopicPrefix, schema, table), j.snapshotLSN,
-			j.seqBase+uint64(j.exported), int64(c.cfg.MaxInFlight))
-		if err != nil {
-			return fmt.Errorf("read what the interrupted snapshot of %s published: %w", j.table, err)
+		var exported, pending int
+		if j.job == snapshotJob {
+			if exported, err = scanSnapshotKeys(ctx, c.cfg.Brokers, topic, j.snapshotLSN, j.seqBase+uint64(j.exported),
+				int64(c.cfg.MaxInFlight), keys); err != nil {
+				return fmt.Errorf("read what the interrupted snapshot of %s published: %w", j.table, err)
+			}
 		}
-		b.skip[j.table] = keys
-		c.log.Info("resuming the initial snapshot after a crash", "table", j.table, "rows_done", j.rowsDone,
-			"published_past_last_chunk", len(keys))
+		if j.pending != 0 {
+			if pending, err = scanChunkKeys(ctx, c.cfg.Brokers, topic, j.pending, int64(c.cfg.MaxInFlight), keys); err != nil {
+				return fmt.Errorf("read what the last chunk of %s published: %w", j.table, err)
+			}
+		}
+		msg := "resuming a backfill"
+		if j.job == snapshotJob {
+			msg = "resuming the initial snapshot after a crash"
+		}
+		c.log.Info(msg, "table", j.table, "job", j.job, "rows_done", j.rowsDone,
+			"published_past_last_chunk", exported, "published_by_unrecorded_chunk", pending)
 	}
 	return nil
 }
@@ -595,33 +626,75 @@ func keyBody(b []byte) []byte {
 // most margin of them wait for Kafka at once, so every such record follows,
 // in its partition, any record at or below after-margin: the scan goes back
 // from the end until it meets one.
-func scanSnapshotKeys(ctx context.Context, brokers []string, topic string, lsn stream.LSN, after uint64, margin int64) (map[string]struct{}, error) {
+func scanSnapshotKeys(ctx context.Context, brokers []string, topic string, lsn stream.LSN, after uint64, margin int64,
+	keys map[string]struct{}) (int, error) {
 	admin := stream.NewAdmin(brokers)
 	first, end, err := admin.EndOffsets(ctx, topic)
 	if err != nil {
 		if errors.Is(err, kafka.UnknownTopicOrPartition) {
-			return map[string]struct{}{}, nil
+			return 0, nil
 		}
-		return nil, err
+		return 0, err
 	}
 	stop := uint64(0)
 	if after > uint64(margin) {
 		stop = after - uint64(margin)
 	}
-	keys := map[string]struct{}{}
+	n := len(keys)
 	for p := range end {
 		for k := int64(4096); ; k *= 4 {
 			start := max(first[p], end[p]-k)
 			found, err := scanKeys(ctx, admin.Client(), topic, p, start, end[p], lsn, after, stop, keys)
 			if err != nil {
-				return nil, err
+				return 0, err
 			}
 			if found || start == first[p] {
 				break
 			}
 		}
 	}
-	return keys, nil
+	return len(keys) - n, nil
+}
+
+// scanChunkKeys adds to keys the keys of the records at a chunk's high
+// watermark lsn. They were enqueued after every record below lsn, and at
+// most margin records wait for Kafka at once: a record below lsn that
+// follows one of them in a partition was in flight when it was enqueued, so
+// none of them precedes margin+1 records below lsn. The scan goes back from
+// the end until it has seen that many.
+func scanChunkKeys(ctx context.Context, brokers []string, topic string, lsn stream.LSN, margin int64,
+	keys map[string]struct{}) (int, error) {
+	admin := stream.NewAdmin(brokers)
+	first, end, err := admin.EndOffsets(ctx, topic)
+	if err != nil {
+		if errors.Is(err, kafka.UnknownTopicOrPartition) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	n := len(keys)
+	for p := range end {
+		for k := int64(4096); ; k *= 4 {
+			start := max(first[p], end[p]-k)
+			var below int64
+			err := scanRecords(ctx, admin.Client(), topic, p, start, end[p], func(_ int64, pos stream.Position, key []byte) error {
+				switch {
+				case pos.LSN == lsn:
+					keys[string(keyBody(key))] = struct{}{}
+				case pos.LSN < lsn:
+					below++
+				}
+				return nil
+			})
+			if err != nil {
+				return 0, err
+			}
+			if below > margin || start == first[p] {
+				break
+			}
+		}
+	}
+	return len(keys) - n, nil
 }
 
 // scanKeys adds to keys the keys of records in [start, end) at lsn with a
@@ -629,14 +702,33 @@ func scanSnapshotKeys(ctx context.Context, brokers []string, topic string, lsn s
 func scanKeys(ctx context.Context, client *kafka.Client, topic string, p int, start, end int64, lsn stream.LSN,
 	after, stop uint64, keys map[string]struct{}) (bool, error) {
 	found := false
+	err := scanRecords(ctx, client, topic, p, start, end, func(_ int64, pos stream.Position, key []byte) error {
+		if pos.LSN != lsn {
+			return nil
+		}
+		if pos.Seq <= stop {
+			found = true
+		}
+		if pos.Seq > after {
+			keys[string(keyBody(key))] = struct{}{}
+		}
+		return nil
+	})
+	return found, err
+}
+
+// scanRecords calls fn with the offset, position and key of every data
+// record of partition p in [start, end); markers have no position.
+func scanRecords(ctx context.Context, client *kafka.Client, topic string, p int, start, end int64,
+	fn func(off int64, pos stream.Position, key []byte) error) error {
 	for off := start; off < end; {
 		res, err := client.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: p, Offset: off,
 			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
 		if err != nil {
-			return found, err
+			return err
 		}
 		if res.Error != nil {
-			return found, res.Error
+			return res.Error
 		}
 		n := 0
 		for {
@@ -645,7 +737,7 @@ func scanKeys(ctx context.Context, client *kafka.Client, topic string, p int, st
 				break
 			}
 			if err != nil {
-				return found, err
+				return err
 			}
 			if rec.Offset < off || rec.Offset >= end {
 				continue
@@ -653,18 +745,15 @@ func scanKeys(ctx context.Context, client *kafka.Client, topic string, p int, st
 			n++
 			off = rec.Offset + 1
 			pos, ok := recordPosition(rec.Headers)
-			if !ok || pos.LSN != lsn {
+			if !ok || rec.Key == nil {
 				continue
 			}
-			if pos.Seq <= stop {
-				found = true
+			key, err := io.ReadAll(rec.Key)
+			if err != nil {
+				return err
 			}
-			if pos.Seq > after && rec.Key != nil {
-				k, err := io.ReadAll(rec.Key)
-				if err != nil {
-					return found, err
-				}
-				keys[string(keyBody(k))] = struct{}{}
+			if err := fn(rec.Offset, pos, key); err != nil {
+				return err
 			}
 		}
 		if n == 0 {
@@ -674,5 +763,5 @@ func scanKeys(ctx context.Context, client *kafka.Client, topic string, p int, st
 			off++
 		}
 	}
-	return found, nil
+	return nil
 }

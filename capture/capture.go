@@ -278,10 +278,8 @@ func (c *Capture) session(ctx context.Context) (err error) {
 		c.log.Info("previous run's end read from kafka", "watermark", rs.marker.String(), "last_position", rs.horizon.String())
 	}
 	bf := newBackfiller(c)
-	if resumeSnapshot != 0 {
-		if err := bf.prepareResume(prod, db, resumeSnapshot); err != nil {
-			return finish(err)
-		}
+	if err := bf.prepare(prod, db, resumeSnapshot); err != nil {
+		return finish(err)
 	}
 	bfCtx, stopBF := context.WithCancel(prod)
 	var bg errgroup.Group

@@ -25,10 +25,11 @@ const snapshotJob = "snapshot"
 type progressRow struct {
 	job, table  string // table is schema.table
 	snapshotLSN stream.LSN
-	seqBase     uint64   // initial snapshot: rows take positions (snapshotLSN, seqBase+1+index)
-	rowsDone    int64    // rows read and acknowledged
-	exported    int64    // initial snapshot: rows of it read in the exported snapshot (at snapshotLSN)
-	lastKey     []string // primary key (text) of the last row recorded; nil: from the start
+	seqBase     uint64     // initial snapshot: rows take positions (snapshotLSN, seqBase+1+index)
+	rowsDone    int64      // rows read and acknowledged
+	exported    int64      // initial snapshot: rows of it read in the exported snapshot (at snapshotLSN)
+	pending     stream.LSN // high watermark of a chunk being published, not yet recorded
+	lastKey     []string   // primary key (text) of the last row recorded; nil: from the start
 	done        bool
 	err         string
 }
@@ -76,6 +77,7 @@ func (c *Capture) createProgressAndSignal(ctx context.Context, tx pgx.Tx) error 
 		seq_base     int8 NOT NULL DEFAULT 0,
 		rows_done    int8 NOT NULL DEFAULT 0,
 		exported_rows int8 NOT NULL DEFAULT 0,
+		pending_lsn  pg_lsn,
 		last_key     text[],
 		done         boolean NOT NULL DEFAULT false,
 		error        text,
@@ -107,18 +109,23 @@ func (c *Capture) createProgressAndSignal(ctx context.Context, tx pgx.Tx) error 
 	return nil
 }
 
-// upgradeProgress adds the column a progress table made before it existed lacks.
+// upgradeProgress adds the columns a progress table made before them lacks.
 func (c *Capture) upgradeProgress(ctx context.Context, tx pgx.Tx) error {
-	var has bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass
-		AND attname = 'exported_rows' AND NOT attisdropped)`, c.progressIdent()).Scan(&has); err != nil {
-		return fmt.Errorf("inspect progress table %s: %w", c.progressTable(), err)
-	}
-	if has {
-		return nil
-	}
-	if _, err := tx.Exec(ctx, `ALTER TABLE `+c.progressIdent()+` ADD COLUMN exported_rows int8 NOT NULL DEFAULT 0`); err != nil {
-		return fmt.Errorf("upgrade progress table %s: %w", c.progressTable(), err)
+	for _, col := range []struct{ name, def string }{
+		{"exported_rows", "int8 NOT NULL DEFAULT 0"},
+		{"pending_lsn", "pg_lsn"},
+	} {
+		var has bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass
+			AND attname = $2 AND NOT attisdropped)`, c.progressIdent(), col.name).Scan(&has); err != nil {
+			return fmt.Errorf("inspect progress table %s: %w", c.progressTable(), err)
+		}
+		if has {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `ALTER TABLE `+c.progressIdent()+` ADD COLUMN `+col.name+` `+col.def); err != nil {
+			return fmt.Errorf("upgrade progress table %s: %w", c.progressTable(), err)
+		}
 	}
 	return nil
 }
@@ -149,7 +156,8 @@ func (c *Capture) ensureSignalPublished(ctx context.Context, db *pgx.Conn) error
 
 // loadProgress returns the slot's progress rows, of one job or of all ("").
 func (c *Capture) loadProgress(ctx context.Context, db querier, job string) ([]progressRow, error) {
-	rows, err := db.Query(ctx, `SELECT job, table_name, coalesce(snapshot_lsn, '0/0')::text, seq_base, rows_done, exported_rows, last_key, done, coalesce(error, '')
+	rows, err := db.Query(ctx, `SELECT job, table_name, coalesce(snapshot_lsn, '0/0')::text, seq_base, rows_done, exported_rows,
+			coalesce(pending_lsn, '0/0')::text, last_key, done, coalesce(error, '')
 		FROM `+c.progressIdent()+` WHERE slot_name = $1 AND ($2 = '' OR job = $2) ORDER BY started_at, job, table_name`, c.cfg.Slot, job)
 	if err != nil {
 		return nil, fmt.Errorf("read progress of slot %s: %w", c.cfg.Slot, err)
@@ -158,13 +166,16 @@ func (c *Capture) loadProgress(ctx context.Context, db querier, job string) ([]p
 	var out []progressRow
 	for rows.Next() {
 		var r progressRow
-		var lsn string
+		var lsn, pending string
 		var base int64
-		if err := rows.Scan(&r.job, &r.table, &lsn, &base, &r.rowsDone, &r.exported, &r.lastKey, &r.done, &r.err); err != nil {
+		if err := rows.Scan(&r.job, &r.table, &lsn, &base, &r.rowsDone, &r.exported, &pending, &r.lastKey, &r.done, &r.err); err != nil {
 			return nil, fmt.Errorf("read progress of slot %s: %w", c.cfg.Slot, err)
 		}
 		r.seqBase = uint64(base)
 		if r.snapshotLSN, err = stream.ParseLSN(lsn); err != nil {
+			return nil, err
+		}
+		if r.pending, err = stream.ParseLSN(pending); err != nil {
 			return nil, err
 		}
 		out = append(out, r)
@@ -185,8 +196,8 @@ func (c *Capture) saveProgress(ctx context.Context, db querier, r progressRow) e
 	_, err := db.Exec(ctx, `INSERT INTO `+c.progressIdent()+` AS p (slot_name, job, table_name, snapshot_lsn, seq_base, rows_done, exported_rows, last_key, done, error)
 		VALUES ($1, $2, $3, $4::pg_lsn, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (slot_name, job, table_name) DO UPDATE SET snapshot_lsn = EXCLUDED.snapshot_lsn, seq_base = EXCLUDED.seq_base,
-			rows_done = EXCLUDED.rows_done, exported_rows = EXCLUDED.exported_rows, last_key = EXCLUDED.last_key, done = EXCLUDED.done,
-			error = EXCLUDED.error, updated_at = now()`,
+			rows_done = EXCLUDED.rows_done, exported_rows = EXCLUDED.exported_rows, pending_lsn = NULL, last_key = EXCLUDED.last_key,
+			done = EXCLUDED.done, error = EXCLUDED.error, updated_at = now()`,
 		c.cfg.Slot, r.job, r.table, lsn, int64(r.seqBase), r.rowsDone, r.exported, r.lastKey, r.done, errText)
 	if err != nil {
 		return fmt.Errorf("record progress of %s (%s): %w", r.table, r.job, err)

@@ -92,6 +92,7 @@ type window struct {
 	changed   map[string]struct{} // keys changed after the low watermark
 	pre       []histTxn           // the history when the low watermark was seen
 	truncated bool
+	relations []*relation // versions of the table streamed after the low watermark
 
 	ready chan struct{}
 	rel   *relation
@@ -285,6 +286,18 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 		case <-w.emitted:
 		case err := <-w.failed:
 			c.log.Info("backfill chunk must be read again", "table", job.table, "reason", err)
+			if _, err := conn.Exec(ctx, `DELETE FROM `+c.signalIdent()+` WHERE slot_name = $1 AND chunk = $2`, c.cfg.Slot, w.id); err != nil {
+				return fmt.Errorf("clean signal table: %w", err)
+			}
+			// The table may have changed: read it as it is now.
+			if cr, err = newChunkReader(ctx, conn, &typeCatalog{db: conn}, schema, table, c.cfg.TopicPrefix); err != nil {
+				return err
+			}
+			if codec != nil {
+				if codec, err = stream.NewTableCodec(stream.NewCodecs(), cr.rel.Schema); err != nil {
+					return err
+				}
+			}
 			continue
 		case <-ctx.Done():
 			return ctx.Err()
@@ -445,6 +458,17 @@ func (r *reader) forget() {
 	}
 }
 
+// trackRelation notes the versions of the chunk's table streamed after the
+// low watermark: the chunk must have been read with the same one.
+func (r *reader) trackRelation(rel *relation) {
+	if r.bf == nil {
+		return
+	}
+	if w := r.bf.active.Load(); w != nil && w.lowSeen && w.table == rel.Schema.Schema+"."+rel.Schema.Table {
+		w.relations = append(w.relations, rel)
+	}
+}
+
 // trackTruncate voids the chunk being read if its table is truncated.
 func (r *reader) trackTruncate(rel *relation) {
 	if r.bf == nil {
@@ -503,14 +527,17 @@ func (r *reader) high(ctx context.Context, w *window) error {
 		w.failed <- errChunkTruncated
 		return nil
 	}
-	cur := r.rels[w.rel.ID]
-	if cur != nil && !sameSchema(cur.Schema, w.rel.Schema) {
-		w.failed <- fmt.Errorf("table %s changed while the chunk was read", w.table)
-		return nil
+	for _, rel := range w.relations {
+		if !sameSchema(rel.Schema, w.rel.Schema) {
+			w.failed <- fmt.Errorf("table %s changed while the chunk was read", w.table)
+			return nil
+		}
 	}
-	if cur == nil {
-		// No change of the table streamed yet in this session: register the
-		// version the chunk was read with (a no-op when it is the current one).
+	if cur := r.rels[w.rel.ID]; cur == nil || !sameSchema(cur.Schema, w.rel.Schema) {
+		// The version the chunk was read with is the table's latest: no
+		// other was streamed since the low watermark, and a change made
+		// before the chunk's select without a row change since has not been
+		// streamed at all. Register it (a no-op when Kafka has it already).
 		if len(r.chunk) > 0 {
 			chunk := r.chunk
 			r.chunk = make([]stream.Event, 0, r.c.cfg.ChunkEvents)

@@ -174,3 +174,55 @@ func TestBackfillWhileWriting(t *testing.T) {
 	t.Logf("%d writer transactions; backfill read %d rows, emitted %d (the others changed during their chunk); %d keys checked, %d stale",
 		txns.Load(), st.Rows, backfilled, len(newest), stale)
 }
+
+// TestBackfillAfterAddColumn: the common reason for a backfill — a column
+// added with a default, which no change has streamed yet — publishes every
+// row with the new column, under the new schema version.
+func TestBackfillAfterAddColumn(t *testing.T) {
+	t.Parallel()
+	db := capturetest.Connect(t)
+	schema := capturetest.NewSchema(t)
+	tbl := pgx.Identifier{schema, "items"}.Sanitize()
+	exec(t, db, "CREATE TABLE "+tbl+" (id int PRIMARY KEY, name text)")
+	exec(t, db, "INSERT INTO "+tbl+" SELECT g, 'n' || g FROM generate_series(1, 700) g")
+	cfg := capturetest.Config(t, schema)
+	cfg.SnapshotChunkRows = 200
+	w, codecs := capturetest.NewWriter(t)
+	topic := stream.Topic("cdc", schema, "items")
+	capturetest.Start(t, cfg, w)
+	exec(t, db, "UPDATE "+tbl+" SET name = 'first' WHERE id = 1") // the stream knows the old version
+	capturetest.ReadUntil(t, topic, codecs, capturetest.Fence(t, db), time.Minute)
+	exec(t, db, "ALTER TABLE "+tbl+" ADD COLUMN qty int NOT NULL DEFAULT 5")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	job, err := capture.RequestBackfill(ctx, cfg, schema+".items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	capturetest.Eventually(t, time.Minute, "backfill done", func() bool {
+		st, err := capture.Backfill(ctx, cfg, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Done
+	})
+	exec(t, db, "UPDATE "+tbl+" SET qty = 6 WHERE id = 2")
+	recs := capturetest.ReadUntil(t, topic, codecs, capturetest.Fence(t, db), time.Minute)
+	newest := map[int64]stream.Event{}
+	for _, ev := range capturetest.Events(recs) {
+		newest[ev.Key["id"].(int64)] = ev
+	}
+	if len(newest) != 700 {
+		t.Fatalf("%d keys, want 700", len(newest))
+	}
+	for id, ev := range newest {
+		want := int64(5)
+		if id == 2 {
+			want = 6
+		}
+		if ev.After["qty"] != want {
+			t.Fatalf("key %d: newest %s has qty %v, want %d", id, ev.Op, ev.After["qty"], want)
+		}
+	}
+}

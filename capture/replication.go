@@ -383,6 +383,7 @@ func (r *reader) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 		return err
 	}
 	r.rels[m.RelationID] = rel
+	r.trackRelation(rel)
 	if signal {
 		rel.signal = true // read by the reader, never published
 		return nil

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Local Apache Kafka (>= 4.1, KRaft, one combined broker+controller node) for development and
-# tests: broker on 127.0.0.1:19092, controller on 127.0.0.1:19093, data under <repo>/.data/kafka.
+# tests: broker on 127.0.0.1:19092 (PLAINTEXT), 127.0.0.1:19094 (SASL_SSL: SCRAM-SHA-512 or -256,
+# user starstream / starstream-secret, certificate from the local CA of tls.sh), controller on
+# 127.0.0.1:19093, data under <repo>/.data/kafka. $DATA/kafka/client-sasl.properties configures
+# Kafka's own tools for the SASL_SSL listener (--command-config).
 # Jars come from Maven Central through deploy/local/kafka/pom.xml into <repo>/.cache.
 #
 #   deploy/local/kafka.sh up|down|status|fetch
@@ -11,6 +14,8 @@ set -euo pipefail
 SVC=kafka
 # shellcheck source=deploy/local/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=deploy/local/tls.sh
+. "$LOCAL_DIR/tls.sh"
 
 KAFKA_HOME_DIR="$LOCAL_DIR/kafka"          # committed: pom.xml, log4j2 configs, bin/
 KDIR="$DATA/kafka"                         # runtime: config, pid, logs, data
@@ -19,6 +24,8 @@ KCONF="$KDIR/server.properties"
 KPID="$KDIR/kafka.pid"
 KLOG="$KDIR/kafka.log"                     # log4j2 (see deploy/local/kafka/log4j2.xml)
 KOUT="$KDIR/kafka.out"                     # JVM stdout/stderr (crashes, OOM, bad flags)
+KCLIENT="$KDIR/client-sasl.properties"    # for kafka-* --command-config on the SASL_SSL listener
+KSCRAM_MARK="$KDIR/.scram-user"            # cluster id + user whose SCRAM credentials exist
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 
 # kafka_libs: the jar cache for the current pom.xml (see kafka_libs_dir in kafka/bin/kafka-run-class).
@@ -89,11 +96,22 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+
+# SASL_SSL: SCRAM users live in the cluster metadata (kafka-storage format --add-scram, or
+# kafka-configs --alter --entity-type users); the certificate comes from $TLS_DIR.
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/server.p12
+listener.name.sasl_ssl.ssl.keystore.password=$TLS_STORE_PASSWORD
+listener.name.sasl_ssl.ssl.key.password=$TLS_STORE_PASSWORD
+ssl.enabled.protocols=TLSv1.3,TLSv1.2
 log.dirs=$KDATA
 
 # Topics are created explicitly by the services and tests.
@@ -119,9 +137,55 @@ broker.heartbeat.interval.ms=1000
 log.retention.hours=168
 log.segment.bytes=1073741824
 EOF
+  # Kafka's own tools on the SASL_SSL listener: --command-config $KCLIENT.
+  cat >"$KCLIENT.tmp" <<EOF
+# Managed by deploy/local/kafka.sh: kafka-topics --bootstrap-server $KAFKA_SASL_BROKERS --command-config $KCLIENT --list
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_SASL_USER" password="$KAFKA_SASL_PASSWORD";
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.crt
+EOF
+  chmod 0600 "$KCLIENT.tmp"
+  mv "$KCLIENT.tmp" "$KCLIENT"
   if [ -f "$KCONF" ] && cmp -s "$KCONF.tmp" "$KCONF"; then rm -f "$KCONF.tmp"; return 1; fi
   mv "$KCONF.tmp" "$KCONF"
   return 0
+}
+
+# scram_arg MECHANISM: the credential of the SASL user for kafka-storage / kafka-configs.
+scram_arg() { printf '%s=[name=%s,password=%s]' "$1" "$KAFKA_SASL_USER" "$KAFKA_SASL_PASSWORD"; }
+
+cluster_id() { sed -n 's/^cluster.id=//p' "$KDATA/meta.properties" 2>/dev/null; }
+
+# scram_mark: what $KSCRAM_MARK holds once the user exists in this cluster's metadata (a new
+# format, user or password changes it).
+scram_mark() { printf '%s %s %s\n' "$(cluster_id)" "$KAFKA_SASL_USER" "$(printf '%s' "$KAFKA_SASL_PASSWORD" | sha256sum | cut -c1-16)"; }
+
+# ensure_scram_user: a data dir formatted before the SASL listener existed (or with another
+# password) gets the SCRAM user through the running broker; idempotent (alter replaces it).
+ensure_scram_user() {
+  [ -f "$KSCRAM_MARK" ] && [ "$(cat "$KSCRAM_MARK")" = "$(scram_mark)" ] && return 0
+  log "adding SCRAM user $KAFKA_SASL_USER (SCRAM-SHA-512, SCRAM-SHA-256)"
+  local mech
+  for mech in SCRAM-SHA-512 SCRAM-SHA-256; do # one credential per request
+    if ! timeout 120 "$KAFKA_HOME_DIR/bin/kafka-configs" --bootstrap-server "$KAFKA_BROKERS" --alter \
+          --entity-type users --entity-name "$KAFKA_SASL_USER" \
+          --add-config "$mech=[password=$KAFKA_SASL_PASSWORD]" >"$KDIR/scram.log" 2>&1 8>&- 9>&-; then
+      tail_log "$KDIR/scram.log"
+      die "could not add SCRAM user $KAFKA_SASL_USER (full output: $KDIR/scram.log)"
+    fi
+  done
+  scram_mark >"$KSCRAM_MARK"
+}
+
+# check_sasl: Kafka's own client logs in over SASL_SSL (SCRAM-SHA-512) and lists topics.
+check_sasl() {
+  if ! timeout 60 "$KAFKA_HOME_DIR/bin/kafka-topics" --bootstrap-server "$KAFKA_SASL_BROKERS" \
+        --command-config "$KCLIENT" --list >/dev/null 2>"$KDIR/sasl-check.err" 8>&- 9>&-; then
+    tail_log "$KDIR/sasl-check.err"
+    die "the SASL_SSL listener $KAFKA_SASL_BROKERS does not accept user $KAFKA_SASL_USER; see $KLOG (try 'make down && make up')"
+  fi
 }
 
 format_storage() {
@@ -138,11 +202,14 @@ format_storage() {
   log "formatting storage $KDATA (cluster id $id)"
   if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
         -Dlog4j2.configurationFile="$KAFKA_HOME_DIR/tools-log4j2.xml" \
-        -cp "$LIBS/*" kafka.tools.StorageTool format -t "$id" -c "$KCONF" >"$KDIR/format.log" 2>&1; then
+        -cp "$LIBS/*" kafka.tools.StorageTool format -t "$id" -c "$KCONF" \
+        --add-scram "$(scram_arg SCRAM-SHA-512)" --add-scram "$(scram_arg SCRAM-SHA-256)" \
+        >"$KDIR/format.log" 2>&1; then
     tail_log "$KDIR/format.log"
     rm -rf "$KDATA"
     die "storage format failed (full output: $KDIR/format.log)"
   fi
+  scram_mark >"$KSCRAM_MARK"
 }
 
 # api_ok: the broker answers a Kafka ApiVersions request (v0) on 127.0.0.1:KAFKA_PORT within
@@ -223,6 +290,7 @@ cmd_up() {
   with_lock kafka
   ensure_java
   cmd_fetch
+  ensure_tls
   local pid
   if pid="$(broker_pid)"; then
     if write_config; then
@@ -230,11 +298,15 @@ cmd_up() {
     fi
     if api_ok; then
       log "already running (pid $pid, $KAFKA_BROKERS)"
-      return 0
+    else
+      log "pid $pid is running but not answering yet; waiting up to ${UP_TIMEOUT}s"
+      wait_ready "$pid"
+      log "ready: pid $pid, $KAFKA_BROKERS"
     fi
-    log "pid $pid is running but not answering yet; waiting up to ${UP_TIMEOUT}s"
-    wait_ready "$pid"
-    log "ready: pid $pid, $KAFKA_BROKERS"
+    ensure_scram_user
+    if ! tcp_open "$KAFKA_SASL_PORT"; then
+      warn "no SASL_SSL listener on $KAFKA_SASL_BROKERS: the broker was started with an older configuration; run 'make down && make up'"
+    fi
     return 0
   fi
   if [ -f "$KPID" ]; then
@@ -242,7 +314,7 @@ cmd_up() {
     rm -f "$KPID"
   fi
   local p
-  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+  for p in "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$KAFKA_CONTROLLER_PORT"; do
     if tcp_open "$p"; then
       die "port $p is already in use by another process (not the broker of $KDIR); stop it first"
     fi
@@ -251,7 +323,9 @@ cmd_up() {
   format_storage
   start_broker
   wait_ready "$STARTED_PID"
-  log "ready: pid $STARTED_PID, $KAFKA_BROKERS"
+  ensure_scram_user
+  check_sasl
+  log "ready: pid $STARTED_PID, $KAFKA_BROKERS; SASL_SSL: $KAFKA_SASL_BROKERS"
 }
 
 cmd_down() {

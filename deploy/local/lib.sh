@@ -17,9 +17,19 @@ PG_USER=starstream
 PG_PASSWORD=starstream
 PG_DB=starstream
 PG_DSN="postgres://${PG_USER}:${PG_PASSWORD}@127.0.0.1:${PG_PORT}/${PG_DB}?sslmode=disable"
+# The least-privilege capture role, over TLS only, verifying the local CA (tls.sh).
+CAPTURE_ROLE=starstream_capture
+CAPTURE_PASSWORD=starstream_capture
+TLS_CA_FILE="$DATA/tls/ca.crt"
+PG_CAPTURE_DSN="postgres://${CAPTURE_ROLE}:${CAPTURE_PASSWORD}@127.0.0.1:${PG_PORT}/${PG_DB}?sslmode=verify-full&sslrootcert=${TLS_CA_FILE}"
 KAFKA_PORT="${STARSTREAM_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${STARSTREAM_KAFKA_CONTROLLER_PORT:-19093}"
 KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
+# The SASL_SSL listener (SCRAM-SHA-512, certificate from the local CA) next to the plaintext one.
+KAFKA_SASL_PORT="${STARSTREAM_KAFKA_SASL_PORT:-19094}"
+KAFKA_SASL_BROKERS="127.0.0.1:${KAFKA_SASL_PORT}"
+KAFKA_SASL_USER=starstream
+KAFKA_SASL_PASSWORD=starstream-secret
 
 # How long `up` waits for a service to answer before giving up (seconds).
 UP_TIMEOUT="${STARSTREAM_UP_TIMEOUT:-120}"

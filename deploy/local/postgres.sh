@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Local PostgreSQL for development and tests: its own cluster under <repo>/.data/postgres,
-# wal_level=logical, port 55432 on 127.0.0.1, role/database starstream (password starstream).
+# wal_level=logical, port 55432 on 127.0.0.1, role/database starstream (password starstream,
+# superuser, plaintext allowed) and the least-privilege role starstream_capture (password
+# starstream_capture; LOGIN REPLICATION, no superuser; TLS only: ssl=on with the local CA of
+# tls.sh, pg_hba hostssl + scram-sha-256).
 #
 #   deploy/local/postgres.sh up|down|status
 #
@@ -10,6 +13,8 @@ set -euo pipefail
 SVC=postgres
 # shellcheck source=deploy/local/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=deploy/local/tls.sh
+. "$LOCAL_DIR/tls.sh"
 
 PG_ROOT="$DATA/postgres"
 PGDATA_DIR="$PG_ROOT/data"
@@ -157,6 +162,10 @@ write_if_changed() {
 
 write_config() {
   local changed=1
+  # The server reads its certificate and key from its data directory (owned by it, key 0600).
+  write_if_changed "$PGDATA_DIR/server.crt" <"$TLS_DIR/server.crt" && changed=0
+  write_if_changed "$PGDATA_DIR/server.key" <"$TLS_DIR/server.key" && changed=0
+  write_if_changed "$PGDATA_DIR/ca.crt" <"$TLS_DIR/ca.crt" && changed=0
   write_if_changed "$PGDATA_DIR/starstream.conf" <<EOF && changed=0
 # Managed by deploy/local/postgres.sh: edits are overwritten by the next \`make up\`.
 # A dev/test cluster: durability traded for speed (fsync off).
@@ -166,6 +175,11 @@ unix_socket_directories = '$PG_SOCKDIR'
 unix_socket_permissions = 0700
 max_connections = 200
 password_encryption = scram-sha-256
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_ca_file = 'ca.crt'
+ssl_min_protocol_version = 'TLSv1.2'
 
 wal_level = logical
 max_replication_slots = 64
@@ -185,13 +199,23 @@ log_checkpoints = off
 EOF
   write_if_changed "$PGDATA_DIR/pg_hba.conf" <<EOF && changed=0
 # Managed by deploy/local/postgres.sh: edits are overwritten by the next \`make up\`.
-# TYPE  DATABASE     USER   ADDRESS        METHOD
-local   all          postgres              peer map=admin
-local   all          all                   scram-sha-256
-host    all          all    127.0.0.1/32   scram-sha-256
-host    all          all    ::1/128        scram-sha-256
-host    replication  all    127.0.0.1/32   scram-sha-256
-host    replication  all    ::1/128        scram-sha-256
+# $CAPTURE_ROLE connects over TLS only (hostssl); the superuser $PG_USER keeps plaintext for the
+# tests that use sslmode=disable. First matching line wins.
+# TYPE     DATABASE     USER               ADDRESS        METHOD
+local      all          postgres                          peer map=admin
+local      all          all                               scram-sha-256
+hostssl    all          $CAPTURE_ROLE  127.0.0.1/32   scram-sha-256
+hostssl    all          $CAPTURE_ROLE  ::1/128        scram-sha-256
+hostssl    replication  $CAPTURE_ROLE  127.0.0.1/32   scram-sha-256
+hostssl    replication  $CAPTURE_ROLE  ::1/128        scram-sha-256
+hostnossl  all          $CAPTURE_ROLE  127.0.0.1/32   reject
+hostnossl  all          $CAPTURE_ROLE  ::1/128        reject
+hostnossl  replication  $CAPTURE_ROLE  127.0.0.1/32   reject
+hostnossl  replication  $CAPTURE_ROLE  ::1/128        reject
+host       all          all                127.0.0.1/32   scram-sha-256
+host       all          all                ::1/128        scram-sha-256
+host       replication  all                127.0.0.1/32   scram-sha-256
+host       replication  all                ::1/128        scram-sha-256
 EOF
   write_if_changed "$PGDATA_DIR/pg_ident.conf" <<EOF && changed=0
 # Managed by deploy/local/postgres.sh: OS users allowed to connect as the postgres role
@@ -201,6 +225,21 @@ admin      $PG_OS_USER      postgres
 admin      root             postgres
 EOF
   return $changed
+}
+
+# reload_config: a running server picks up pg_hba.conf, the TLS files and most settings on
+# reload; the few that need a restart (port, wal_level, ...) are named.
+reload_config() {
+  as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -s reload || die "pg_ctl reload failed; see $PG_LOG"
+  sleep 1
+  local pending
+  pending="$(as_pg "$PGBIN/psql" -X -A -t -q -h "$PG_SOCKDIR" -p "$PG_PORT" -U postgres -d postgres \
+    -c "SELECT string_agg(name, ', ') FROM pg_settings WHERE pending_restart" 2>/dev/null || true)"
+  if [ -n "$pending" ]; then
+    warn "configuration changed; reloaded, but $pending keep their old values until 'make down && make up'"
+  else
+    log "configuration changed; reloaded (TLS, pg_hba and settings are live)"
+  fi
 }
 
 # pg_ready: the server accepts TCP connections on 127.0.0.1:PG_PORT.
@@ -257,6 +296,38 @@ ALTER ROLE $PG_USER WITH LOGIN SUPERUSER REPLICATION PASSWORD '$PG_PASSWORD';
 SELECT 'CREATE DATABASE $PG_DB OWNER $PG_USER'
 WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DB')\gexec
 EOF
+  # The least-privilege capture role: it may log in, replicate, read what it captures and write
+  # its own state table, nothing else. The admin ($PG_USER) owns the tables, so it creates the
+  # publication (CREATE PUBLICATION needs ownership) and the state table beforehand.
+  as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKDIR" -p "$PG_PORT" -U postgres \
+    -d "$PG_DB" >/dev/null <<EOF || die "could not create role $CAPTURE_ROLE (see output above)"
+SET client_min_messages = warning;
+DO \$\$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$CAPTURE_ROLE') THEN
+    CREATE ROLE $CAPTURE_ROLE;
+  END IF;
+END
+\$\$;
+ALTER ROLE $CAPTURE_ROLE WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS
+  PASSWORD '$CAPTURE_PASSWORD';
+GRANT CONNECT ON DATABASE $PG_DB TO $CAPTURE_ROLE;
+-- Capture's state table (capture/slot.go creates the same when it may; keep them in sync).
+CREATE TABLE IF NOT EXISTS public.starstream_capture_state (
+  slot_name        text PRIMARY KEY,
+  publication      text NOT NULL,
+  consistent_lsn   pg_lsn,
+  snapshot_done    boolean NOT NULL DEFAULT false,
+  created_at       timestamptz NOT NULL DEFAULT now(),
+  snapshot_done_at timestamptz
+);
+ALTER TABLE public.starstream_capture_state OWNER TO $PG_USER;
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.starstream_capture_state TO $CAPTURE_ROLE;
+-- Dev-stack convenience: what $PG_USER creates later (the shop schema that 'starstream seed'
+-- makes, test schemas) is readable by capture. In production grant SELECT per captured table.
+ALTER DEFAULT PRIVILEGES FOR ROLE $PG_USER GRANT USAGE ON SCHEMAS TO $CAPTURE_ROLE;
+ALTER DEFAULT PRIVILEGES FOR ROLE $PG_USER GRANT SELECT ON TABLES TO $CAPTURE_ROLE;
+EOF
 }
 
 check_dsn() {
@@ -264,6 +335,9 @@ check_dsn() {
   out="$("$PGBIN/psql" -X -A -t -c 'SHOW wal_level' "$PG_DSN" 2>&1)" ||
     die "cannot connect with $PG_DSN: $out (log: $PG_LOG)"
   [ "$out" = logical ] || die "wal_level is '$out', expected 'logical'; restart with 'make down && make up'"
+  out="$("$PGBIN/psql" -X -A -t -c 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()' \
+    "$PG_CAPTURE_DSN" 2>&1)" || die "cannot connect over TLS as $CAPTURE_ROLE: $out (log: $PG_LOG)"
+  [ "$out" = t ] || die "the $CAPTURE_ROLE connection is not encrypted; restart with 'make down && make up'"
 }
 
 cmd_up() {
@@ -272,9 +346,10 @@ cmd_up() {
   ensure_os_user
   ensure_dirs
   local pid started=0
+  ensure_tls
   if pid="$(postmaster_pid)"; then
     if write_config; then
-      warn "configuration changed; running server keeps the old settings until 'make down && make up'"
+      reload_config
     fi
     if pg_ready; then
       log "already running (pid $pid, 127.0.0.1:$PG_PORT)"
@@ -297,7 +372,7 @@ cmd_up() {
   check_dsn
   pid="$(postmaster_pid || echo '?')"
   if [ $started = 1 ]; then
-    log "ready: pid $pid, $PG_DSN"
+    log "ready: pid $pid, $PG_DSN; TLS: $PG_CAPTURE_DSN"
   fi
 }
 

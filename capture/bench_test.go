@@ -158,7 +158,7 @@ func benchOnce(b *testing.B, rows, txns int) {
 	_ = child.Process.Signal(syscall.SIGTERM)
 	// A figure is only worth reporting if every row is in Kafka.
 	topic := stream.Topic(cfg.TopicPrefix, schema, "order_items")
-	first, last, err := stream.NewAdmin(capturetest.Brokers()).EndOffsets(ctx, topic)
+	first, last, err := stream.NewAdmin(capturetest.Brokers(), nil).EndOffsets(ctx, topic)
 	if err != nil {
 		b.Fatalf("end offsets of %s: %v", topic, err)
 	}

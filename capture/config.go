@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/starstream/starstream/stream"
 )
 
 // Config configures a capture process for one replication slot.
@@ -29,6 +31,9 @@ type Config struct {
 	// restarted capture reads the end of its topics and does not publish again
 	// what the previous run already did (see resume.go); empty disables that.
 	Brokers []string
+	// KafkaSecurity authenticates and encrypts the resume reads from Brokers
+	// (stream.NewSecurity); nil is plaintext.
+	KafkaSecurity *stream.Security
 
 	// StatusInterval is the longest time between two standby status updates
 	// (default and maximum 10s).

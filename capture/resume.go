@@ -44,8 +44,8 @@ type resumeState struct {
 // maxTailScan bounds how far back a partition is searched for its last marker.
 const maxTailScan = 1 << 22
 
-func readResume(ctx context.Context, brokers []string, topics []string, margin int64) (*resumeState, error) {
-	admin := stream.NewAdmin(brokers)
+func readResume(ctx context.Context, brokers []string, sec *stream.Security, topics []string, margin int64) (*resumeState, error) {
+	admin := stream.NewAdmin(brokers, sec)
 	client := admin.Client()
 	rs := &resumeState{parts: map[string]int{}, seen: map[string][]map[stream.Position]struct{}{}}
 	var mu sync.Mutex

@@ -15,8 +15,9 @@ import (
 // of the topics and groups it uses. Facts share it.
 type Env struct {
 	Brokers      []string
-	SourceSchema string // the captured PostgreSQL schema, e.g. "shop"
-	Namespace    string // prefix of output, state and group names; "" in production
+	Security     *stream.Security // Kafka SASL/TLS; nil is plaintext
+	SourceSchema string           // the captured PostgreSQL schema, e.g. "shop"
+	Namespace    string           // prefix of output, state and group names; "" in production
 	Topics       stream.TopicConfig
 	Sink         sinks.Sink
 	Codecs       *stream.Codecs
@@ -83,14 +84,14 @@ func (e Env) KeptTopics() stream.TopicConfig {
 
 // Writer returns a Kafka writer for one pipeline's topics.
 func (e Env) Writer() (*stream.Writer, error) {
-	return stream.NewWriter(stream.WriterConfig{Brokers: e.Brokers, Topics: e.Topics}, e.Codecs, e.Logger)
+	return stream.NewWriter(stream.WriterConfig{Brokers: e.Brokers, Security: e.Security, Topics: e.Topics}, e.Codecs, e.Logger)
 }
 
 // Follow returns a follower that rebuilds a dimension's state from its topic; it
 // is also the gate of everything downstream of that dimension.
 func (e Env) Follow(spec Spec) (*stream.Follower, *State) {
 	st := NewState(spec)
-	f := stream.NewFollower(stream.FollowerConfig{Brokers: e.Brokers, Topic: e.OutputTopic("dim", spec.Short())}, e.Codecs,
+	f := stream.NewFollower(stream.FollowerConfig{Brokers: e.Brokers, Security: e.Security, Topic: e.OutputTopic("dim", spec.Short())}, e.Codecs,
 		func(r stream.Record) error {
 			st.Apply(changeFromRecord(r.Event))
 			return nil

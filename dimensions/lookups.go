@@ -77,7 +77,7 @@ func (l *Lookups) Key(r Ref, natural any, pos stream.Position) (int64, map[strin
 // Ensure creates the followed topics if their pipelines have not yet, so the
 // followers can wait on them.
 func (l *Lookups) Ensure(ctx context.Context) error {
-	admin := stream.NewAdmin(l.env.Brokers)
+	admin := stream.NewAdmin(l.env.Brokers, l.env.Security)
 	for name := range l.states {
 		spec := l.states[name].spec
 		if _, err := admin.EnsureTopic(ctx, l.env.OutputTopic("dim", spec.Short()), l.env.KeptTopics()); err != nil {

@@ -69,7 +69,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	defer w.Close()
 	input := p.env.CDCTopic(p.spec.Source)
-	if _, err := stream.NewAdmin(p.env.Brokers).EnsureTopic(ctx, input, p.env.Topics); err != nil {
+	if _, err := stream.NewAdmin(p.env.Brokers, p.env.Security).EnsureTopic(ctx, input, p.env.Topics); err != nil {
 		return err
 	}
 	if _, err := w.RegisterWith(ctx, p.env.OutputTopic("dim", p.spec.Short()), p.spec.RecordSchema("dim"), p.env.KeptTopics()); err != nil {
@@ -80,7 +80,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	proc, err := stream.NewProcessor(ctx, stream.ProcessorConfig{
 		Name: p.spec.Name,
-		Consumer: stream.ConsumerConfig{Brokers: p.env.Brokers, Group: p.env.Group(p.spec.Name), Topics: []string{input},
+		Consumer: stream.ConsumerConfig{Brokers: p.env.Brokers, Security: p.env.Security, Group: p.env.Group(p.spec.Name), Topics: []string{input},
 			// dim_date never changes; referenced dimensions gate this one.
 			MaxBatch: p.env.MaxBatch, Gates: append([]stream.Gate{stream.Static(stream.MaxLSN)}, p.lookups.Gates()...)},
 		StateTopic:   p.env.StateTopic(p.spec.Name),

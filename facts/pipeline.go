@@ -112,7 +112,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return fmt.Errorf("%s: ensure table %s: %w", p.spec.Name, t.Name, err)
 		}
 	}
-	admin := stream.NewAdmin(p.env.Brokers)
+	admin := stream.NewAdmin(p.env.Brokers, p.env.Security)
 	var inputs []string
 	for _, in := range p.spec.Inputs {
 		topic := p.env.CDCTopic(in)
@@ -142,7 +142,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	proc, err := stream.NewProcessor(ctx, stream.ProcessorConfig{
 		Name: p.spec.Name,
-		Consumer: stream.ConsumerConfig{Brokers: p.env.Brokers, Group: p.env.Group(p.spec.Name), Topics: inputs,
+		Consumer: stream.ConsumerConfig{Brokers: p.env.Brokers, Security: p.env.Security, Group: p.env.Group(p.spec.Name), Topics: inputs,
 			MaxBatch: p.env.MaxBatch, Gates: p.lookups.Gates()},
 		StateTopic:   p.env.StateTopic(p.spec.Name),
 		StateSchemas: p.t.stateSchemas(),

@@ -51,11 +51,12 @@ func (c TopicConfig) Validate() error {
 // Admin creates topics and reads their layout.
 type Admin struct {
 	client *kafka.Client
+	sec    *Security
 }
 
-// NewAdmin returns an admin client for the brokers.
-func NewAdmin(brokers []string) *Admin {
-	return &Admin{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}}
+// NewAdmin returns an admin client for the brokers; sec nil is plaintext.
+func NewAdmin(brokers []string, sec *Security) *Admin {
+	return &Admin{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: sec.Transport()}, sec: sec}
 }
 
 // EnsureTopic creates the topic if it does not exist yet and returns its partition count.
@@ -103,7 +104,7 @@ func (a *Admin) EnsureTopic(ctx context.Context, topic string, cfg TopicConfig) 
 func (a *Admin) Partitions(ctx context.Context, topic string) (int, error) {
 	md, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return 0, fmt.Errorf("metadata of %s: %w", topic, describeDialError(err))
+		return 0, fmt.Errorf("metadata of %s: %w", topic, describeSecurityError(a.sec, describeDialError(err)))
 	}
 	for _, t := range md.Topics {
 		if t.Name != topic {

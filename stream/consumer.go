@@ -14,11 +14,12 @@ import (
 // ConsumerConfig configures a Consumer.
 type ConsumerConfig struct {
 	Brokers     []string
-	Group       string   // the consumer group: offsets live in Kafka under this id
-	Topics      []string // input topics; their partitions are merged by position
-	SchemaTopic string   // default DefaultSchemaTopic
-	MaxBatch    int      // records per handler call, default 5000
-	Gates       []Gate   // upstream watermarks (gating, DESIGN §4)
+	Security    *Security // nil: plaintext
+	Group       string    // the consumer group: offsets live in Kafka under this id
+	Topics      []string  // input topics; their partitions are merged by position
+	SchemaTopic string    // default DefaultSchemaTopic
+	MaxBatch    int       // records per handler call, default 5000
+	Gates       []Gate    // upstream watermarks (gating, DESIGN §4)
 }
 
 // Validate checks the configuration.
@@ -90,7 +91,7 @@ func NewConsumer(cfg ConsumerConfig, codecs *Codecs, logger *slog.Logger) (*Cons
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 5000
 	}
-	return &Consumer{cfg: cfg, dec: newDecoder(cfg.Brokers, cfg.SchemaTopic, codecs), log: logger}, nil
+	return &Consumer{cfg: cfg, dec: newDecoder(cfg.Brokers, cfg.Security, cfg.SchemaTopic, codecs), log: logger}, nil
 }
 
 // Run consumes until ctx is done or the handler fails; it returns the handler's
@@ -98,7 +99,7 @@ func NewConsumer(cfg ConsumerConfig, codecs *Codecs, logger *slog.Logger) (*Cons
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	c.h = h
 	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID: c.cfg.Group, Brokers: c.cfg.Brokers, Topics: c.cfg.Topics,
+		ID: c.cfg.Group, Brokers: c.cfg.Brokers, Dialer: c.cfg.Security.Dialer(), Topics: c.cfg.Topics,
 		StartOffset: kafka.FirstOffset, HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second,
 		RebalanceTimeout: 10 * time.Second, JoinGroupBackoff: time.Second, WatchPartitionChanges: true,
 		GroupBalancers: []kafka.GroupBalancer{activeStandby{joined: time.Now().UnixNano()}},
@@ -120,7 +121,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 				failingSince = time.Now()
 			}
 			if time.Since(failingSince) > 2*time.Minute {
-				return fmt.Errorf("join group %s: %w", c.cfg.Group, describeDialError(err))
+				return fmt.Errorf("join group %s: %w", c.cfg.Group, describeSecurityError(c.cfg.Security, describeDialError(err)))
 			}
 			c.log.Warn("joining consumer group failed, retrying", "group", c.cfg.Group, "error", err)
 			continue
@@ -184,7 +185,7 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) err
 	}
 	for topic, assigned := range gen.Assignments {
 		for _, a := range assigned {
-			r := kafka.NewReader(kafka.ReaderConfig{
+			r := c.cfg.Security.Reader(kafka.ReaderConfig{
 				Brokers: c.cfg.Brokers, Topic: topic, Partition: a.ID,
 				MinBytes: 1, MaxBytes: 32 << 20, MaxWait: time.Second,
 			})

@@ -224,7 +224,7 @@ func TestConsumerPassesReplayedMarkers(t *testing.T) {
 			}
 		}
 	}
-	_, end, err := stream.NewAdmin(brokers).EndOffsets(ctx, topic)
+	_, end, err := stream.NewAdmin(brokers, nil).EndOffsets(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 // FollowerConfig configures a Follower.
 type FollowerConfig struct {
 	Brokers     []string
+	Security    *Security // nil: plaintext
 	Topic       string
 	SchemaTopic string
 }
@@ -40,7 +41,7 @@ var _ Gate = (*Follower)(nil)
 // NewFollower returns a follower; apply is called from one goroutine per
 // partition, so it must be safe for concurrent use.
 func NewFollower(cfg FollowerConfig, codecs *Codecs, apply func(Record) error, logger *slog.Logger) *Follower {
-	return &Follower{cfg: cfg, dec: newDecoder(cfg.Brokers, cfg.SchemaTopic, codecs), apply: apply, log: logger,
+	return &Follower{cfg: cfg, dec: newDecoder(cfg.Brokers, cfg.Security, cfg.SchemaTopic, codecs), apply: apply, log: logger,
 		beacon: NewBeacon(0), markers: map[int]LSN{}}
 }
 
@@ -52,7 +53,7 @@ func (f *Follower) Changed() <-chan struct{} { return f.beacon.Changed() }
 
 // Run follows the topic until ctx is done or apply fails.
 func (f *Follower) Run(ctx context.Context) error {
-	n, err := NewAdmin(f.cfg.Brokers).Partitions(ctx, f.cfg.Topic)
+	n, err := NewAdmin(f.cfg.Brokers, f.cfg.Security).Partitions(ctx, f.cfg.Topic)
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", f.cfg.Topic, err)
 	}
@@ -71,7 +72,7 @@ func (f *Follower) Run(ctx context.Context) error {
 }
 
 func (f *Follower) follow(ctx context.Context, p int) error {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: f.cfg.Brokers, Topic: f.cfg.Topic, Partition: p,
+	r := f.cfg.Security.Reader(kafka.ReaderConfig{Brokers: f.cfg.Brokers, Topic: f.cfg.Topic, Partition: p,
 		MinBytes: 1, MaxBytes: 32 << 20, MaxWait: time.Second})
 	defer r.Close()
 	if err := r.SetOffset(kafka.FirstOffset); err != nil {

@@ -150,10 +150,10 @@ func (p *Processor) Standby(on bool) {
 // Assigned rebuilds the step's state up to the newest checkpoint at or before
 // the committed offsets and returns that checkpoint's offsets.
 func (p *Processor) Assigned(ctx context.Context, committed Offsets) (Offsets, error) {
-	dec := newDecoder(p.cfg.Consumer.Brokers, p.cfg.Consumer.SchemaTopic, p.codecs)
+	dec := newDecoder(p.cfg.Consumer.Brokers, p.cfg.Consumer.Security, p.cfg.Consumer.SchemaTopic, p.codecs)
 	var records []Event
 	cut, start, watermark := 0, Offsets{}, LSN(0)
-	err := ScanToEnd(ctx, p.cfg.Consumer.Brokers, p.cfg.StateTopic, func(m kafka.Message) error {
+	err := ScanToEnd(ctx, p.cfg.Consumer.Brokers, p.cfg.Consumer.Security, p.cfg.StateTopic, func(m kafka.Message) error {
 		if _, ok := MarkerLSN(m); ok {
 			return nil
 		}

@@ -27,16 +27,17 @@ type Record struct {
 // before declaring a record poison.
 type decoder struct {
 	brokers     []string
+	security    *Security
 	schemaTopic string
 	codecs      *Codecs
 	mu          sync.Mutex // one schema-topic scan at a time
 }
 
-func newDecoder(brokers []string, schemaTopic string, codecs *Codecs) *decoder {
+func newDecoder(brokers []string, sec *Security, schemaTopic string, codecs *Codecs) *decoder {
 	if schemaTopic == "" {
 		schemaTopic = DefaultSchemaTopic
 	}
-	return &decoder{brokers: brokers, schemaTopic: schemaTopic, codecs: codecs}
+	return &decoder{brokers: brokers, security: sec, schemaTopic: schemaTopic, codecs: codecs}
 }
 
 func (d *decoder) decode(ctx context.Context, m kafka.Message) Record {
@@ -113,7 +114,7 @@ func (d *decoder) reload(ctx context.Context, fp uint64) bool {
 			return true
 		}
 		d.mu.Lock()
-		_, err := LoadSchemas(ctx, d.brokers, d.schemaTopic, d.codecs)
+		_, err := LoadSchemas(ctx, d.brokers, d.security, d.schemaTopic, d.codecs)
 		d.mu.Unlock()
 		if _, ok := d.codecs.Lookup(fp); ok {
 			return true

@@ -11,8 +11,8 @@ import (
 // ScanToEnd reads every partition of a topic from its first offset up to the end
 // offsets it had when the scan started, calling fn for each message in partition
 // order (markers included). A missing topic scans as empty.
-func ScanToEnd(ctx context.Context, brokers []string, topic string, fn func(kafka.Message) error) error {
-	admin := NewAdmin(brokers)
+func ScanToEnd(ctx context.Context, brokers []string, sec *Security, topic string, fn func(kafka.Message) error) error {
+	admin := NewAdmin(brokers, sec)
 	first, end, err := admin.EndOffsets(ctx, topic)
 	if err != nil {
 		if isUnknownTopic(err) {
@@ -25,7 +25,7 @@ func ScanToEnd(ctx context.Context, brokers []string, topic string, fn func(kafk
 		if last <= first[p] {
 			continue
 		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p, MaxBytes: 32 << 20, MaxWait: time.Second})
+		r := sec.Reader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p, MaxBytes: 32 << 20, MaxWait: time.Second})
 		if err := r.SetOffset(first[p]); err != nil {
 			r.Close()
 			return fmt.Errorf("scan %s[%d]: %w", topic, p, err)

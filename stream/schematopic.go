@@ -12,12 +12,12 @@ import (
 // LoadSchemas reads the schema topic from its start to its current end and adds
 // every schema to codecs. Consumers call it at start and again when they meet a
 // fingerprint they do not know.
-func LoadSchemas(ctx context.Context, brokers []string, topic string, codecs *Codecs) (int, error) {
+func LoadSchemas(ctx context.Context, brokers []string, sec *Security, topic string, codecs *Codecs) (int, error) {
 	if topic == "" {
 		topic = DefaultSchemaTopic
 	}
 	loaded := 0
-	err := ScanToEnd(ctx, brokers, topic, func(m kafka.Message) error {
+	err := ScanToEnd(ctx, brokers, sec, topic, func(m kafka.Message) error {
 		if len(m.Value) == 0 {
 			return nil
 		}

@@ -20,6 +20,7 @@ const DefaultSchemaTopic = "_starstream_schemas"
 // WriterConfig configures a Writer.
 type WriterConfig struct {
 	Brokers      []string
+	Security     *Security     // nil: plaintext
 	Topics       TopicConfig   // how new topics are created
 	SchemaTopic  string        // default DefaultSchemaTopic
 	BatchTimeout time.Duration // default 5ms; kafka-go's 1 s default makes single writes crawl
@@ -77,7 +78,7 @@ func NewWriter(cfg WriterConfig, codecs *Codecs, logger *slog.Logger) (*Writer, 
 	}
 	w := &Writer{
 		cfg:        cfg,
-		admin:      NewAdmin(cfg.Brokers),
+		admin:      NewAdmin(cfg.Brokers, cfg.Security),
 		codecs:     codecs,
 		log:        logger,
 		tables:     map[tableName]*TableCodec{},
@@ -87,7 +88,7 @@ func NewWriter(cfg WriterConfig, codecs *Codecs, logger *slog.Logger) (*Writer, 
 	}
 	w.kw = &kafka.Writer{
 		Addr:         kafka.TCP(cfg.Brokers...),
-		Transport:    &metadataCache{RoundTripper: kafka.DefaultTransport},
+		Transport:    &metadataCache{RoundTripper: cfg.Security.Transport()},
 		Balancer:     &balancer{},
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: cfg.BatchTimeout,

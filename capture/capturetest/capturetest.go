@@ -274,7 +274,7 @@ func ReadUntil(t testing.TB, topic string, codecs *stream.Codecs, watermark stre
 func readUntil(topic string, codecs *stream.Codecs, watermark stream.LSN, timeout time.Duration) ([]Record, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	admin := stream.NewAdmin(Brokers())
+	admin := stream.NewAdmin(Brokers(), nil)
 	var n int
 	var err error
 	for {
@@ -337,7 +337,7 @@ func readPartition(ctx context.Context, topic string, p int, codecs *stream.Code
 		}
 		d, err := codecs.DecodeEvent(m.Value)
 		if errors.Is(err, stream.ErrUnknownSchema) {
-			if _, lerr := stream.LoadSchemas(ctx, Brokers(), "", codecs); lerr != nil {
+			if _, lerr := stream.LoadSchemas(ctx, Brokers(), nil, "", codecs); lerr != nil {
 				return out, lerr
 			}
 			d, err = codecs.DecodeEvent(m.Value)

@@ -22,18 +22,24 @@ import (
 	"github.com/starstream/starstream/stream"
 )
 
-// app holds what every command shares: the configuration and the logger.
+// app holds what every command shares: the configuration, the logger and the
+// Kafka security every Kafka client of the process uses.
 type app struct {
 	cfg    Config
 	log    *slog.Logger
 	codecs *stream.Codecs
+	kafka  *stream.Security // nil: plaintext
 }
 
-func newApp(cfg Config) *app {
+func newApp(cfg Config) (*app, error) {
 	level := slog.LevelInfo
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	return &app{cfg: cfg, log: log, codecs: stream.NewCodecs()}
+	sec, err := stream.NewSecurity(cfg.kafkaSecurity())
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", prefixKeys("kafka.", err))
+	}
+	return &app{cfg: cfg, log: log, codecs: stream.NewCodecs(), kafka: sec}, nil
 }
 
 func (a *app) topics() stream.TopicConfig {
@@ -57,7 +63,7 @@ func (a *app) openSink(ctx context.Context) (sinks.Sink, error) {
 
 // env is what the pipelines run against.
 func (a *app) env(sink sinks.Sink) dimensions.Env {
-	return dimensions.Env{Brokers: a.cfg.Kafka.Brokers, SourceSchema: a.cfg.Postgres.Schema, Namespace: a.cfg.Pipelines.Namespace,
+	return dimensions.Env{Brokers: a.cfg.Kafka.Brokers, Security: a.kafka, SourceSchema: a.cfg.Postgres.Schema, Namespace: a.cfg.Pipelines.Namespace,
 		Topics: a.topics(), Sink: sink, Codecs: a.codecs, Logger: a.log, MaxBatch: a.cfg.Pipelines.MaxBatch}
 }
 
@@ -80,7 +86,7 @@ func (a *app) buildPipelines(env dimensions.Env, names []string, only bool) ([]p
 
 // writer returns a Kafka writer for capture.
 func (a *app) writer() (*stream.Writer, error) {
-	return stream.NewWriter(stream.WriterConfig{Brokers: a.cfg.Kafka.Brokers, Topics: a.topics()}, a.codecs, a.log)
+	return stream.NewWriter(stream.WriterConfig{Brokers: a.cfg.Kafka.Brokers, Security: a.kafka, Topics: a.topics()}, a.codecs, a.log)
 }
 
 // capture builds the capture of the configured schema; meter may be nil.
@@ -177,8 +183,8 @@ func (a *app) reachable(ctx context.Context) error {
 		return err
 	}
 	db.Close()
-	if _, err := stream.NewAdmin(a.cfg.Kafka.Brokers).Partitions(ctx, stream.DefaultSchemaTopic); err != nil && !isUnknownTopic(err) {
-		return fmt.Errorf("kafka at %s: %w", strings.Join(a.cfg.Kafka.Brokers, ","), err)
+	if _, err := stream.NewAdmin(a.cfg.Kafka.Brokers, a.kafka).Partitions(ctx, stream.DefaultSchemaTopic); err != nil && !isUnknownTopic(err) {
+		return fmt.Errorf("kafka at %s (%s): %w", strings.Join(a.cfg.Kafka.Brokers, ","), a.kafka, err)
 	}
 	return nil
 }

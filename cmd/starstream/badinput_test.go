@@ -231,7 +231,7 @@ func waitTopic(t *testing.T, topic string, lsn stream.LSN, timeout time.Duration
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	admin := stream.NewAdmin(capturetest.Brokers())
+	admin := stream.NewAdmin(capturetest.Brokers(), nil)
 	for { // the pipeline creates its output topic once it runs
 		_, err := admin.Partitions(ctx, topic)
 		if err == nil {
@@ -247,7 +247,7 @@ func waitTopic(t *testing.T, topic string, lsn stream.LSN, timeout time.Duration
 
 // lastMarkers returns the highest watermark marker of each partition of a topic.
 func lastMarkers(ctx context.Context, topic string) (map[int]stream.LSN, error) {
-	n, err := stream.NewAdmin(capturetest.Brokers()).Partitions(ctx, topic)
+	n, err := stream.NewAdmin(capturetest.Brokers(), nil).Partitions(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,7 @@ func lastMarkers(ctx context.Context, topic string) (map[int]stream.LSN, error) 
 	for p := 0; p < n; p++ {
 		out[p] = 0
 	}
-	err = stream.ScanToEnd(ctx, capturetest.Brokers(), topic, func(m kafka.Message) error {
+	err = stream.ScanToEnd(ctx, capturetest.Brokers(), nil, topic, func(m kafka.Message) error {
 		if lsn, ok := stream.MarkerLSN(m); ok && lsn > out[m.Partition] {
 			out[m.Partition] = lsn
 		}
@@ -339,7 +339,7 @@ func TestBadInputPoisonRecordsAreDeadLettered(t *testing.T) {
 	// a topic just created may take a moment to show in the broker's metadata.
 	dlq := map[string]kafka.Message{}
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		if err := stream.ScanToEnd(ctx, capturetest.Brokers(), ns+"dlq.dim_customer", func(m kafka.Message) error {
+		if err := stream.ScanToEnd(ctx, capturetest.Brokers(), nil, ns+"dlq.dim_customer", func(m kafka.Message) error {
 			dlq[string(m.Value)] = m
 			return nil
 		}); err != nil {
@@ -498,7 +498,7 @@ func TestBadInputRecordAboveLaterMarkerSurvivesRestart(t *testing.T) {
 func withPosition(t *testing.T, m kafka.Message, lsn stream.LSN, city string) kafka.Message {
 	t.Helper()
 	codecs := stream.NewCodecs()
-	if _, err := stream.LoadSchemas(context.Background(), capturetest.Brokers(), "", codecs); err != nil {
+	if _, err := stream.LoadSchemas(context.Background(), capturetest.Brokers(), nil, "", codecs); err != nil {
 		t.Fatal(err)
 	}
 	fp, err := stream.Fingerprint(m.Value)
@@ -568,7 +568,7 @@ func firstRecord(t *testing.T, topic string) kafka.Message {
 	defer cancel()
 	var found *kafka.Message
 	errFound := errors.New("found")
-	err := stream.ScanToEnd(ctx, capturetest.Brokers(), topic, func(m kafka.Message) error {
+	err := stream.ScanToEnd(ctx, capturetest.Brokers(), nil, topic, func(m kafka.Message) error {
 		if _, marker := stream.MarkerLSN(m); marker || len(m.Value) < 20 {
 			return nil
 		}

@@ -473,7 +473,7 @@ func deadLetters(t *testing.T, ns string) map[string]int {
 		if !strings.HasPrefix(tp.Name, ns+"dlq.") {
 			continue
 		}
-		if err := stream.ScanToEnd(ctx, capturetest.Brokers(), tp.Name, func(m kafka.Message) error {
+		if err := stream.ScanToEnd(ctx, capturetest.Brokers(), nil, tp.Name, func(m kafka.Message) error {
 			rule, reason := "?", ""
 			for _, h := range m.Headers {
 				switch h.Key {

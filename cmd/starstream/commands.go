@@ -41,7 +41,11 @@ func newRoot() *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			*a = *newApp(cfg)
+			na, err := newApp(cfg)
+			if err != nil {
+				return err
+			}
+			*a = *na
 			return nil
 		},
 	}

@@ -8,12 +8,15 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/starstream/starstream/capture"
+	"github.com/starstream/starstream/stream"
 )
 
 //go:embed defaults.yaml
@@ -28,11 +31,26 @@ type Config struct {
 		Schema       string `yaml:"schema"`
 		Slot         string `yaml:"slot"`
 		Publication  string `yaml:"publication"`
+		// TLS to PostgreSQL: set here or in the DSN (the keys override the DSN's).
+		SSLMode     string `yaml:"sslmode"`     // disable, allow, prefer, require, verify-ca, verify-full
+		SSLRootCert string `yaml:"sslrootcert"` // CA file for verify-ca / verify-full
+		SSLCert     string `yaml:"sslcert"`     // client certificate, optional
+		SSLKey      string `yaml:"sslkey"`
 	} `yaml:"postgres"`
 	Kafka struct {
 		Brokers           []string `yaml:"brokers"`
 		Partitions        int      `yaml:"partitions"`
 		ReplicationFactor int      `yaml:"replication_factor"`
+		// SASL and TLS (stream.SecurityConfig): empty is plaintext without authentication.
+		SASLMechanism    string `yaml:"sasl_mechanism"` // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+		SASLUsername     string `yaml:"sasl_username"`
+		SASLPassword     string `yaml:"sasl_password"`      // prefer STARSTREAM_KAFKA_SASL_PASSWORD or the file
+		SASLPasswordFile string `yaml:"sasl_password_file"` // read at start; overrides sasl_password
+		TLS              bool   `yaml:"tls"`                // implied by tls_ca_file or tls_cert_file
+		TLSCAFile        string `yaml:"tls_ca_file"`        // PEM roots; empty: the system's
+		TLSServerName    string `yaml:"tls_server_name"`    // default: the broker's host
+		TLSCertFile      string `yaml:"tls_cert_file"`      // client certificate for mutual TLS, optional
+		TLSKeyFile       string `yaml:"tls_key_file"`
 	} `yaml:"kafka"`
 	Warehouse struct {
 		Kind                    string `yaml:"kind"` // duckdb or bigquery
@@ -92,6 +110,13 @@ func LoadConfig(path string, environ []string) (Config, error) {
 		}
 		c.Postgres.DSN = dsn
 	}
+	params := map[string]string{"sslmode": c.Postgres.SSLMode, "sslrootcert": c.Postgres.SSLRootCert,
+		"sslcert": c.Postgres.SSLCert, "sslkey": c.Postgres.SSLKey}
+	dsn, err := withParams(c.Postgres.DSN, params)
+	if err != nil {
+		return c, err
+	}
+	c.Postgres.DSN = dsn
 	return c, nil
 }
 
@@ -144,6 +169,10 @@ func checkTypes(b []byte, c *Config) error {
 				if _, isStr := v.(string); !isStr {
 					return fmt.Errorf("%s: %v is not text (quote it)", name, v)
 				}
+			case reflect.Bool:
+				if _, isBool := v.(bool); !isBool {
+					return fmt.Errorf("%s: %v is not true or false", name, v)
+				}
 			}
 		}
 	}
@@ -188,6 +217,12 @@ func applyEnv(c *Config, environ []string) error {
 				f.SetFloat(x)
 			case reflect.Slice:
 				f.Set(reflect.ValueOf(strings.Split(v, ",")))
+			case reflect.Bool:
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return fmt.Errorf("%s: %q is not true or false", name, v)
+				}
+				f.SetBool(b)
 			}
 		}
 	}
@@ -241,6 +276,20 @@ func (c Config) Validate() error {
 	if c.Pipelines.MaxBatch < 1 {
 		errs = append(errs, errors.New("pipelines.max_batch must be at least 1"))
 	}
+	switch c.Postgres.SSLMode {
+	case "", "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+	default:
+		errs = append(errs, fmt.Errorf("postgres.sslmode %q is not disable, allow, prefer, require, verify-ca or verify-full", c.Postgres.SSLMode))
+	}
+	for key, path := range map[string]string{"postgres.sslrootcert": c.Postgres.SSLRootCert, "postgres.sslcert": c.Postgres.SSLCert,
+		"postgres.sslkey": c.Postgres.SSLKey} {
+		if _, err := os.Stat(path); path != "" && err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	if _, err := stream.NewSecurity(c.kafkaSecurity()); err != nil {
+		errs = append(errs, prefixKeys("kafka.", err))
+	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Addr); c.HTTP.Addr != "" && err != nil {
 		errs = append(errs, fmt.Errorf("http.addr %q is not host:port", c.HTTP.Addr))
 	}
@@ -253,8 +302,80 @@ func (c Config) Validate() error {
 // Redacted returns the configuration as YAML with secrets masked.
 func (c Config) Redacted() string {
 	c.Postgres.DSN = capture.RedactDSN(c.Postgres.DSN)
+	if c.Kafka.SASLPassword != "" {
+		c.Kafka.SASLPassword = "xxxxx"
+	}
 	b, _ := yaml.Marshal(c)
 	return string(b)
+}
+
+// kafkaSecurity is the Kafka part of the configuration for stream.NewSecurity.
+func (c Config) kafkaSecurity() stream.SecurityConfig {
+	k := c.Kafka
+	return stream.SecurityConfig{SASLMechanism: k.SASLMechanism, Username: k.SASLUsername, Password: k.SASLPassword,
+		PasswordFile: k.SASLPasswordFile, TLS: k.TLS, TLSCAFile: k.TLSCAFile, TLSServerName: k.TLSServerName,
+		TLSCertFile: k.TLSCertFile, TLSKeyFile: k.TLSKeyFile}
+}
+
+// secrets are the configured passwords, for the status page and the tests to
+// look for; never printed.
+func (c Config) secrets() []string {
+	var out []string
+	if pw := dsnPassword(c.Postgres.DSN); pw != "" {
+		out = append(out, pw)
+	}
+	if c.Kafka.SASLPassword != "" {
+		out = append(out, c.Kafka.SASLPassword)
+	}
+	if c.Kafka.SASLPasswordFile != "" {
+		if b, err := os.ReadFile(c.Kafka.SASLPasswordFile); err == nil && strings.TrimSpace(string(b)) != "" {
+			out = append(out, strings.TrimSpace(string(b)))
+		}
+	}
+	return out
+}
+
+// prefixKeys puts prefix before each line of a joined error: stream names the
+// keys under kafka: without the section.
+func prefixKeys(prefix string, err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+// withParams sets connection parameters (the non-empty ones) in a URL or
+// key=value DSN, replacing the DSN's own.
+func withParams(dsn string, params map[string]string) (string, error) {
+	keys := make([]string, 0, len(params))
+	for k, v := range params {
+		if v != "" {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return dsn, nil
+	}
+	sort.Strings(keys)
+	if !strings.Contains(dsn, "://") {
+		for _, k := range keys {
+			re := regexp.MustCompile(`(^|\s)` + k + `\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
+			dsn = strings.TrimSpace(re.ReplaceAllString(dsn, ""))
+			dsn += " " + k + "='" + strings.ReplaceAll(params[k], "'", `\'`) + "'"
+		}
+		return strings.TrimSpace(dsn), nil
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", errors.New("postgres.dsn is not a URL to set sslmode/sslrootcert/sslcert/sslkey in")
+	}
+	q := u.Query()
+	for _, k := range keys {
+		q.Set(k, params[k])
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 func withPassword(dsn, password string) (string, error) {

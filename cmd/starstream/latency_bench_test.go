@@ -112,7 +112,10 @@ func BenchmarkEndToEndLatency(b *testing.B) {
 		cfg.Postgres.DSN, cfg.Postgres.Schema, cfg.Postgres.Slot, cfg.Postgres.Publication = capturetest.DSN(), schema, slot, slot
 		cfg.Kafka.Brokers, cfg.Pipelines.Namespace = capturetest.Brokers(), schema+"."
 		b.Cleanup(func() { capturetest.DropSlot(b, capturetestConfig(schema, slot)) })
-		a := newApp(cfg)
+		a, err := newApp(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
 		a.log = capturetest.Logger(b)
 		wh, err := duckdb.Open(filepath.Join(b.TempDir(), "w.duckdb"), a.log)
 		if err != nil {

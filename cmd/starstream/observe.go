@@ -28,7 +28,7 @@ func lagCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			lags, err := ops.Lag(ctx, a.cfg.Kafka.Brokers, groups)
+			lags, err := ops.Lag(ctx, a.cfg.Kafka.Brokers, a.kafka, groups)
 			if err != nil {
 				return err
 			}
@@ -44,7 +44,7 @@ func lagCmd(a *app) *cobra.Command {
 func (a *app) groups(ctx context.Context, names []string) ([]string, error) {
 	env := dimensions.Env{Namespace: a.cfg.Pipelines.Namespace}
 	if len(names) == 0 {
-		return ops.Groups(ctx, a.cfg.Kafka.Brokers, env.Group(""))
+		return ops.Groups(ctx, a.cfg.Kafka.Brokers, a.kafka, env.Group(""))
 	}
 	nodes, err := resolve(names, true)
 	if err != nil {
@@ -73,7 +73,7 @@ func replayCmd(a *app) *cobra.Command {
 				return err
 			}
 			group := dimensions.Env{Namespace: a.cfg.Pipelines.Namespace}.Group(name)
-			plan, err := ops.Replay(cmd.Context(), a.cfg.Kafka.Brokers, group, to, f.DryRun)
+			plan, err := ops.Replay(cmd.Context(), a.cfg.Kafka.Brokers, a.kafka, group, to, f.DryRun)
 			if len(plan.Partitions) > 0 {
 				if perr := plan.Print(os.Stdout); err == nil {
 					err = perr
@@ -126,7 +126,7 @@ func (a *app) observers(tel *telemetry.Telemetry, ps []pipeline, db *pgxpool.Poo
 		return out
 	}
 	col, err := telemetry.NewCollector(tel.Meter("github.com/starstream/starstream/cmd/starstream"),
-		telemetry.CollectorConfig{Brokers: a.cfg.Kafka.Brokers, Groups: groups, Pipelines: stats}, a.log)
+		telemetry.CollectorConfig{Brokers: a.cfg.Kafka.Brokers, Security: a.kafka, Groups: groups, Pipelines: stats}, a.log)
 	if err != nil {
 		return nil, err
 	}
@@ -148,10 +148,7 @@ func (a *app) observers(tel *telemetry.Telemetry, ps []pipeline, db *pgxpool.Poo
 		}
 		return snap
 	}
-	var secrets []string
-	if pw := dsnPassword(a.cfg.Postgres.DSN); pw != "" {
-		secrets = append(secrets, pw)
-	}
+	secrets := a.cfg.secrets()
 	runs := []func(context.Context) error{col.Run}
 	if a.cfg.HTTP.Addr != "" {
 		srv := status.New(status.Config{Addr: a.cfg.HTTP.Addr, Metrics: tel.Handler(), Secrets: secrets}, snapshot, a.log)

@@ -74,7 +74,10 @@ func TestPointInTimeOracleUnderRestarts(t *testing.T) {
 	cfg.Postgres.DSN, cfg.Postgres.Schema, cfg.Postgres.Slot, cfg.Postgres.Publication = capturetest.DSN(), schema, slot, slot
 	cfg.Kafka.Brokers, cfg.Pipelines.Namespace, cfg.Pipelines.MaxBatch = capturetest.Brokers(), schema+".", 300
 	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
-	a := newApp(cfg)
+	a, err := newApp(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	a.log = capturetest.Logger(t)
 	wh, err := duckdb.Open(filepath.Join(t.TempDir(), "w.duckdb"), a.log)
 	if err != nil {

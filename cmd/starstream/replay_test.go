@@ -95,7 +95,7 @@ func waitCaughtUp(t *testing.T, ns string) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	client := &kafka.Client{Addr: kafka.TCP(capturetest.Brokers()...)}
-	admin := stream.NewAdmin(capturetest.Brokers())
+	admin := stream.NewAdmin(capturetest.Brokers(), nil)
 	for _, g := range groups(ns) {
 		for {
 			res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: g})

@@ -106,11 +106,11 @@ func DeleteTopics(t testing.TB, brokers []string, topics ...string) {
 // markers seen, in partition order, feeding each to the validator when one is given.
 func ReadAll(ctx context.Context, t testing.TB, brokers []string, topic string, codecs *stream.Codecs, until stream.LSN, v *Validator) []stream.Record {
 	t.Helper()
-	n, err := stream.NewAdmin(brokers).Partitions(ctx, topic)
+	n, err := stream.NewAdmin(brokers, nil).Partitions(ctx, topic)
 	if err != nil {
 		t.Fatalf("partitions of %s: %v", topic, err)
 	}
-	if _, err := stream.LoadSchemas(ctx, brokers, "", codecs); err != nil {
+	if _, err := stream.LoadSchemas(ctx, brokers, nil, "", codecs); err != nil {
 		t.Fatalf("load schemas: %v", err)
 	}
 	var out []stream.Record

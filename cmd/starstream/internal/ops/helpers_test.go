@@ -80,7 +80,7 @@ func newTopic(t *testing.T, brokers []string, partitions int) string {
 	topic := streamtest.Name(t, "ops")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := stream.NewAdmin(brokers).EnsureTopic(ctx, topic, stream.TopicConfig{Partitions: partitions}); err != nil {
+	if _, err := stream.NewAdmin(brokers, nil).EnsureTopic(ctx, topic, stream.TopicConfig{Partitions: partitions}); err != nil {
 		t.Fatal(err)
 	}
 	streamtest.DeleteTopics(t, brokers, topic)
@@ -98,7 +98,7 @@ func produce(t *testing.T, brokers []string, topic string, partition, n int, at 
 	}
 	for {
 		// A new topic's leaders take a moment to be known everywhere.
-		res, err := newClient(brokers).Produce(ctx, &kafka.ProduceRequest{Topic: topic, Partition: partition,
+		res, err := newClient(brokers, nil).Produce(ctx, &kafka.ProduceRequest{Topic: topic, Partition: partition,
 			RequiredAcks: kafka.RequireAll, Records: kafka.NewRecordReader(recs...)})
 		if err == nil {
 			err = res.Error
@@ -121,7 +121,7 @@ func newGroup(t *testing.T, brokers []string) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, _ = newClient(brokers).DeleteGroups(ctx, &kafka.DeleteGroupsRequest{GroupIDs: []string{g}})
+		_, _ = newClient(brokers, nil).DeleteGroups(ctx, &kafka.DeleteGroupsRequest{GroupIDs: []string{g}})
 	})
 	return g
 }
@@ -136,7 +136,7 @@ func commitOffsets(t *testing.T, brokers []string, group, topic string, offsets 
 	for p, o := range offsets {
 		cs = append(cs, kafka.OffsetCommit{Partition: p, Offset: o})
 	}
-	res, err := newClient(brokers).OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1,
+	res, err := newClient(brokers, nil).OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1,
 		Topics: map[string][]kafka.OffsetCommit{topic: cs}})
 	if err != nil {
 		t.Fatal(err)

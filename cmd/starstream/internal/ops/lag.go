@@ -13,6 +13,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/starstream/starstream/stream"
 )
 
 // PartitionLag is how far one consumer group is behind on one partition.
@@ -37,8 +39,8 @@ type PartitionLag struct {
 
 // Groups lists the consumer groups whose id starts with prefix, sorted. The
 // pipelines' groups are "<namespace>starstream.<pipeline>".
-func Groups(ctx context.Context, brokers []string, prefix string) ([]string, error) {
-	res, err := newClient(brokers).ListGroups(ctx, &kafka.ListGroupsRequest{})
+func Groups(ctx context.Context, brokers []string, sec *stream.Security, prefix string) ([]string, error) {
+	res, err := newClient(brokers, sec).ListGroups(ctx, &kafka.ListGroupsRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("list consumer groups: %w", err)
 	}
@@ -60,8 +62,8 @@ func Groups(ctx context.Context, brokers []string, prefix string) ([]string, err
 // topics that no longer exist are left out. The records figure agrees with
 // kafka-consumer-groups --describe; the seconds figure reads the timestamp of
 // the record at the committed offset.
-func Lag(ctx context.Context, brokers []string, groups []string) ([]PartitionLag, error) {
-	c := newClient(brokers)
+func Lag(ctx context.Context, brokers []string, sec *stream.Security, groups []string) ([]PartitionLag, error) {
+	c := newClient(brokers, sec)
 	var out []PartitionLag
 	var topics []string
 	seen := map[string]bool{}

@@ -24,7 +24,7 @@ func TestLagAgreesWithKafkaTool(t *testing.T) {
 	group := newGroup(t, brokers)
 	commitOffsets(t, brokers, group, topic, map[int]int64{0: 4, 1: 20, 2: 0})
 
-	lags, err := Lag(ctx, brokers, []string{group})
+	lags, err := Lag(ctx, brokers, nil, []string{group})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestLagAgreesWithKafkaTool(t *testing.T) {
 	}
 
 	prefix := strings.TrimSuffix(group, "dim_test")
-	groups, err := Groups(ctx, brokers, prefix)
+	groups, err := Groups(ctx, brokers, nil, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestLagAgreesWithKafkaTool(t *testing.T) {
 func TestLagOfUnknownGroupIsEmpty(t *testing.T) {
 	t.Parallel()
 	brokers := streamtest.Brokers(t)
-	lags, err := Lag(testCtx(t), brokers, []string{streamtest.Name(t, "nogroup")})
+	lags, err := Lag(testCtx(t), brokers, nil, []string{streamtest.Name(t, "nogroup")})
 	if err != nil {
 		t.Fatal(err)
 	}

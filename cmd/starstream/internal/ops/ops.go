@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/starstream/starstream/stream"
 )
 
 var (
@@ -22,8 +24,8 @@ var (
 // clientTimeout bounds each request; lag and replay are interactive.
 const clientTimeout = 10 * time.Second
 
-func newClient(brokers []string) *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: clientTimeout}
+func newClient(brokers []string, sec *stream.Security) *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: clientTimeout, Transport: sec.Transport()}
 }
 
 // noOffset is what OffsetFetch reports for a partition without a commit, and

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/starstream/starstream/stream"
 )
 
 type targetKind int
@@ -99,12 +101,12 @@ type Plan struct {
 // Replaying is safe for starstream pipelines: on start a pipeline restores its
 // state from the newest checkpoint at or before the committed offsets, so it
 // re-derives the same rows from there (DESIGN §6).
-func Replay(ctx context.Context, brokers []string, group string, to Target, dryRun bool) (Plan, error) {
+func Replay(ctx context.Context, brokers []string, sec *stream.Security, group string, to Target, dryRun bool) (Plan, error) {
 	plan := Plan{Group: group, Target: to, DryRun: dryRun}
 	if to.kind == 0 {
 		return plan, errors.New("replay: no target (to-earliest, to-datetime, to-offset or shift-by)")
 	}
-	c := newClient(brokers)
+	c := newClient(brokers, sec)
 	state, members, err := describe(ctx, c, group)
 	if err != nil {
 		return plan, err

@@ -44,7 +44,7 @@ func TestReplayEachTarget(t *testing.T) {
 		groups = append(groups, group)
 		commitOffsets(t, brokers, group, topic, map[int]int64{0: 7, 1: 9})
 
-		dry, err := Replay(ctx, brokers, group, tc.to, true)
+		dry, err := Replay(ctx, brokers, nil, group, tc.to, true)
 		if err != nil {
 			t.Fatalf("%s: dry run: %v", tc.name, err)
 		}
@@ -52,11 +52,11 @@ func TestReplayEachTarget(t *testing.T) {
 			t.Errorf("%s: dry run says it applied", tc.name)
 		}
 		checkPlan(t, tc.name+" (dry run)", dry, tc.want)
-		if got, err := committed(ctx, newClient(brokers), group); err != nil || got[tp{topic, 0}] != 7 || got[tp{topic, 1}] != 9 {
+		if got, err := committed(ctx, newClient(brokers, nil), group); err != nil || got[tp{topic, 0}] != 7 || got[tp{topic, 1}] != 9 {
 			t.Fatalf("%s: dry run changed the offsets: %v %v", tc.name, got, err)
 		}
 
-		plan, err := Replay(ctx, brokers, group, tc.to, false)
+		plan, err := Replay(ctx, brokers, nil, group, tc.to, false)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -113,7 +113,7 @@ func TestKafkaToolResetIsSeenByLag(t *testing.T) {
 	kafkaTool(t, "kafka-consumer-groups", "--bootstrap-server", brokers[0], "--reset-offsets",
 		"--group", group, "--topic", topic, "--to-earliest", "--execute")
 
-	lags, err := Lag(ctx, brokers, []string{group})
+	lags, err := Lag(ctx, brokers, nil, []string{group})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,20 +155,20 @@ func TestReplayRefusesActiveGroup(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the test consumer never joined the group")
 	}
-	c := newClient(brokers)
+	c := newClient(brokers, nil)
 	_, members, err := describe(ctx, c, group)
 	if err != nil || len(members) != 1 {
 		t.Fatalf("describe: %v %+v", err, members)
 	}
 
-	_, err = Replay(ctx, brokers, group, ToEarliest(), false)
+	_, err = Replay(ctx, brokers, nil, group, ToEarliest(), false)
 	if !errors.Is(err, ErrGroupActive) {
 		t.Fatalf("replay of an active group: %v, want ErrGroupActive", err)
 	}
 	if !strings.Contains(err.Error(), members[0].ID) || !strings.Contains(err.Error(), group) {
 		t.Errorf("the error should name the group and its member %s: %v", members[0].ID, err)
 	}
-	dry, err := Replay(ctx, brokers, group, ToEarliest(), true)
+	dry, err := Replay(ctx, brokers, nil, group, ToEarliest(), true)
 	if err != nil {
 		t.Fatalf("dry run of an active group: %v", err)
 	}
@@ -203,7 +203,7 @@ func TestReplayRefusesActiveGroup(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	plan, err := Replay(ctx, brokers, group, ToEarliest(), false)
+	plan, err := Replay(ctx, brokers, nil, group, ToEarliest(), false)
 	if err != nil || !plan.Applied {
 		t.Fatalf("replay after the member left: %v", err)
 	}
@@ -218,7 +218,7 @@ func TestCommitChecksEveryPartition(t *testing.T) {
 	topic := newTopic(t, brokers, 2)
 	group := newGroup(t, brokers)
 	commitOffsets(t, brokers, group, topic, map[int]int64{0: 0, 1: 0})
-	c := newClient(brokers)
+	c := newClient(brokers, nil)
 	res, err := c.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: 0,
 		Topics: map[string][]kafka.OffsetCommit{topic: {{Partition: 0, Offset: 0}, {Partition: 1, Offset: 0}}}})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/starstream/starstream/cmd/starstream/internal/ops"
+	"github.com/starstream/starstream/stream"
 )
 
 // PipelineStat is what the Collector needs of one running pipeline.
@@ -29,7 +30,8 @@ type PipelineStat struct {
 
 // CollectorConfig configures a Collector.
 type CollectorConfig struct {
-	Brokers []string
+	Brokers  []string
+	Security *stream.Security // Kafka SASL/TLS; nil is plaintext
 	// Groups are the consumer groups whose lag this process reports, usually
 	// those of the pipelines it runs; none disables lag polling.
 	Groups []string
@@ -63,7 +65,10 @@ func NewCollector(meter metric.Meter, cfg CollectorConfig, logger *slog.Logger) 
 	if len(cfg.Groups) > 0 && len(cfg.Brokers) == 0 {
 		return nil, errors.New("telemetry collector: groups without kafka brokers")
 	}
-	c := &Collector{cfg: cfg, log: logger, lag: ops.Lag, now: time.Now}
+	lag := func(ctx context.Context, brokers, groups []string) ([]ops.PartitionLag, error) {
+		return ops.Lag(ctx, brokers, cfg.Security, groups)
+	}
+	c := &Collector{cfg: cfg, log: logger, lag: lag, now: time.Now}
 	lagRecords, err := meter.Int64ObservableGauge(MetricConsumerLagRecords,
 		metric.WithDescription("Records between the group's committed offset and the log end, by group, topic and partition."))
 	if err != nil {

@@ -19,7 +19,7 @@ func TestCollectorReadsRealLag(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	topic := streamtest.Name(t, "telemetry")
-	if _, err := stream.NewAdmin(brokers).EnsureTopic(ctx, topic, stream.TopicConfig{Partitions: 1}); err != nil {
+	if _, err := stream.NewAdmin(brokers, nil).EnsureTopic(ctx, topic, stream.TopicConfig{Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
 	streamtest.DeleteTopics(t, brokers, topic)

@@ -32,7 +32,7 @@ func createTopic(ctx context.Context, brokers []string, topic string, partitions
 	if err := res.Errors[topic]; err != nil {
 		return fmt.Errorf("create topic %s: %w", topic, err)
 	}
-	admin := stream.NewAdmin(brokers)
+	admin := stream.NewAdmin(brokers, nil)
 	for {
 		if _, err := admin.Partitions(ctx, topic); err == nil {
 			return nil
@@ -203,7 +203,7 @@ func (r *topicReader) starstream(ctx context.Context, rec *kgo.Record) (sample, 
 	var s sample
 	key, err := r.codecs.DecodeKey(rec.Key)
 	if errors.Is(err, stream.ErrUnknownSchema) {
-		if _, lerr := stream.LoadSchemas(ctx, r.brokers, "", r.codecs); lerr != nil {
+		if _, lerr := stream.LoadSchemas(ctx, r.brokers, nil, "", r.codecs); lerr != nil {
 			return s, lerr
 		}
 		key, err = r.codecs.DecodeKey(rec.Key)

@@ -259,7 +259,7 @@ func (b *bench) setup(ctx context.Context) error {
 	b.res.Machine = describeMachine(ctx, b.o.root, src)
 	b.res.Machine.DebeziumProps = b.o.dbzProps
 	dropStale(ctx, src.db, logf)
-	b.admin = stream.NewAdmin(b.o.brokers)
+	b.admin = stream.NewAdmin(b.o.brokers, nil)
 	if b.o.has(toolDebezium) {
 		// Resolve the jars now, so no download falls inside a measurement.
 		if err := fetchConnect(ctx, b.connectScript()); err != nil {

@@ -14,6 +14,9 @@ var (
 	// ErrSlotMismatch marks an existing slot that is not a pgoutput logical slot
 	// of this database.
 	ErrSlotMismatch = errors.New("replication slot does not match")
+	// ErrPrivilege marks something the capture role may not do and an admin
+	// must do or grant first (publication, state table).
+	ErrPrivilege = errors.New("insufficient privilege")
 	// ErrUnsupported marks source data capture cannot represent.
 	ErrUnsupported = errors.New("unsupported source")
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/starstream/starstream/stream"
 )
@@ -32,6 +33,23 @@ type slotState struct {
 }
 
 func (c *Capture) ensureStateTable(ctx context.Context, db *pgx.Conn) error {
+	// A least-privilege role cannot create the table (nor even run CREATE SCHEMA
+	// IF NOT EXISTS on an existing schema): an admin creates it beforehand, and
+	// capture only needs to read and write it.
+	var exists, writable bool
+	if err := db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,
+		to_regclass($1) IS NOT NULL AND has_table_privilege(to_regclass($1), 'SELECT, INSERT, UPDATE')`,
+		c.stateIdent()).Scan(&exists, &writable); err != nil {
+		return fmt.Errorf("look up state table %s: %w", c.cfg.StateTable, err)
+	}
+	if exists {
+		if !writable {
+			return terminalf("%w: role %s may not read and write the state table %s: as an admin run "+
+				"GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s", ErrPrivilege, db.Config().User, c.cfg.StateTable,
+				c.stateIdent(), pgx.Identifier{db.Config().User}.Sanitize())
+		}
+		return nil
+	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return err
@@ -42,7 +60,7 @@ func (c *Capture) ensureStateTable(ctx context.Context, db *pgx.Conn) error {
 	}
 	schema, _, _ := strings.Cut(c.cfg.StateTable, ".")
 	if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		return fmt.Errorf("create state schema: %w", err)
+		return c.privilegeHint(db, fmt.Errorf("create state schema: %w", err))
 	}
 	_, err = tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+c.stateIdent()+` (
 		slot_name        text PRIMARY KEY,
@@ -53,12 +71,24 @@ func (c *Capture) ensureStateTable(ctx context.Context, db *pgx.Conn) error {
 		snapshot_done_at timestamptz
 	)`)
 	if err != nil {
-		return fmt.Errorf("create state table %s: %w", c.cfg.StateTable, err)
+		return c.privilegeHint(db, fmt.Errorf("create state table %s: %w", c.cfg.StateTable, err))
 	}
 	if err := c.createProgressAndSignal(ctx, tx); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// privilegeHint makes a permission error creating the state table terminal and
+// says what the admin must do.
+func (c *Capture) privilegeHint(db *pgx.Conn, err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != sqlInsufficientPrivilege {
+		return err
+	}
+	return terminalf("%w: %w; role %s may not create capture's state table: as an admin create %s "+
+		"(see deploy/local/postgres.sh) and GRANT SELECT, INSERT, UPDATE, DELETE on it to %s",
+		ErrPrivilege, err, db.Config().User, c.cfg.StateTable, db.Config().User)
 }
 
 func (c *Capture) stateIdent() string {
@@ -163,6 +193,15 @@ func (c *Capture) ensurePublication(ctx context.Context, db *pgx.Conn) error {
 			c.cfg.Publication).Scan(&exists); qerr == nil && exists {
 			return nil // created concurrently by a peer
 		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == sqlInsufficientPrivilege {
+			// CREATE PUBLICATION needs ownership of the tables (superuser for
+			// FOR TABLES IN SCHEMA): a least-privilege capture role relies on
+			// the admin creating it first.
+			return terminalf("%w: publication %s does not exist and role %s may not create it (%s); "+
+				"as an admin (table owner or superuser) run: %s", ErrPrivilege, c.cfg.Publication,
+				db.Config().User, pgErr.Message, sql)
+		}
 		return fmt.Errorf("create publication %s: %w", c.cfg.Publication, err)
 	}
 	c.log.Info("created publication", "publication", c.cfg.Publication, "tables", strings.Join(what, ", "))
@@ -199,3 +238,6 @@ func Reset(ctx context.Context, cfg Config) error {
 	}
 	return c.deleteProgress(ctx, db, "")
 }
+
+// sqlInsufficientPrivilege is SQLSTATE 42501 (permission denied, must be owner).
+const sqlInsufficientPrivilege = "42501"

@@ -19,7 +19,7 @@ PG_DB=starstream
 PG_DSN="postgres://${PG_USER}:${PG_PASSWORD}@127.0.0.1:${PG_PORT}/${PG_DB}?sslmode=disable"
 # The least-privilege capture role, over TLS only, verifying the local CA (tls.sh).
 CAPTURE_ROLE=starstream_capture
-CAPTURE_PASSWORD=starstream_capture
+CAPTURE_PASSWORD=capture-secret
 TLS_CA_FILE="$DATA/tls/ca.crt"
 PG_CAPTURE_DSN="postgres://${CAPTURE_ROLE}:${CAPTURE_PASSWORD}@127.0.0.1:${PG_PORT}/${PG_DB}?sslmode=verify-full&sslrootcert=${TLS_CA_FILE}"
 KAFKA_PORT="${STARSTREAM_KAFKA_PORT:-19092}"

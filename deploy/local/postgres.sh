@@ -2,7 +2,7 @@
 # Local PostgreSQL for development and tests: its own cluster under <repo>/.data/postgres,
 # wal_level=logical, port 55432 on 127.0.0.1, role/database starstream (password starstream,
 # superuser, plaintext allowed) and the least-privilege role starstream_capture (password
-# starstream_capture; LOGIN REPLICATION, no superuser; TLS only: ssl=on with the local CA of
+# capture-secret; LOGIN REPLICATION, no superuser; TLS only: ssl=on with the local CA of
 # tls.sh, pg_hba hostssl + scram-sha-256).
 #
 #   deploy/local/postgres.sh up|down|status

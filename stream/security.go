@@ -2,10 +2,10 @@ package stream
 
 import (
 	"crypto/tls"
-	"io"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -53,10 +53,19 @@ const dialTimeout = 10 * time.Second
 
 // NewSecurity validates c and loads its files; it returns nil for plaintext.
 func NewSecurity(c SecurityConfig) (*Security, error) {
-	if !c.Enabled() {
-		if c.Username != "" || c.Password != "" || c.PasswordFile != "" {
-			return nil, errors.New("sasl_username/sasl_password given but sasl_mechanism is empty (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+	if c.SASLMechanism == "" {
+		var set []string
+		for _, f := range []struct{ key, v string }{{"sasl_username", c.Username}, {"sasl_password", c.Password},
+			{"sasl_password_file", c.PasswordFile}} {
+			if f.v != "" {
+				set = append(set, f.key)
+			}
 		}
+		if len(set) > 0 {
+			return nil, fmt.Errorf("%s set but sasl_mechanism is empty (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", strings.Join(set, ", "))
+		}
+	}
+	if !c.Enabled() {
 		return nil, nil
 	}
 	s := &Security{}
@@ -90,6 +99,10 @@ func NewSecurity(c SecurityConfig) (*Security, error) {
 }
 
 func saslMechanism(c SecurityConfig) (sasl.Mechanism, error) {
+	mech := strings.ToUpper(c.SASLMechanism)
+	if mech != "PLAIN" && mech != "SCRAM-SHA-256" && mech != "SCRAM-SHA-512" {
+		return nil, fmt.Errorf("sasl_mechanism %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism)
+	}
 	password := c.Password
 	if password == "" && c.PasswordFile != "" {
 		b, err := os.ReadFile(c.PasswordFile)
@@ -105,7 +118,7 @@ func saslMechanism(c SecurityConfig) (sasl.Mechanism, error) {
 	case password == "":
 		return nil, fmt.Errorf("sasl_password (or sasl_password_file) is empty but sasl_mechanism is %s", c.SASLMechanism)
 	}
-	switch strings.ToUpper(c.SASLMechanism) {
+	switch mech {
 	case "PLAIN":
 		return plain.Mechanism{Username: c.Username, Password: password}, nil
 	case "SCRAM-SHA-256":

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/metric"
@@ -140,6 +141,11 @@ func (a *app) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 	if err := p.Ping(ctx); err != nil {
 		p.Close()
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) { // it answered: authentication, pg_hba or TLS settings
+			return nil, fmt.Errorf("postgres at %s refused the connection: %s",
+				capture.RedactDSN(a.cfg.Postgres.DSN), redact(a.cfg.Postgres.DSN, err))
+		}
 		return nil, fmt.Errorf("postgres unreachable at %s (is it running? `make up` starts one): %s",
 			capture.RedactDSN(a.cfg.Postgres.DSN), redact(a.cfg.Postgres.DSN, err))
 	}

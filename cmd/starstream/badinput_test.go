@@ -603,6 +603,7 @@ func writeToPartition(t *testing.T, topic string, partition int, m kafka.Message
 // mistake that slips through fails later instead of touching shared topics.
 func TestBadInputConfigFailsFast(t *testing.T) {
 	t.Parallel()
+	const plantedSASL = "STARSTREAM_KAFKA_SASL_PASSWORD=Pl4nted-SASL-in-config-test"
 	bin := sharedBinary(t)
 	dir := t.TempDir()
 	ns := capturetest.Unique(t, "ns") + "."
@@ -636,6 +637,17 @@ func TestBadInputConfigFailsFast(t *testing.T) {
 		{name: "http addr without port", section: "http", key: "addr", to: "8080", want: []string{"http.addr"}},
 		{name: "env text for a number", env: []string{"STARSTREAM_KAFKA_PARTITIONS=many"}, want: []string{"STARSTREAM_KAFKA_PARTITIONS"}},
 		{name: "env broker without port", env: []string{"STARSTREAM_KAFKA_BROKERS=nohost"}, want: []string{"kafka.brokers", "nohost"}},
+		{name: "unknown sasl mechanism", section: "kafka", key: "sasl_mechanism", to: "GSSAPI", env: []string{plantedSASL},
+			want: []string{"kafka.sasl_mechanism", "GSSAPI"}, capture: true},
+		{name: "sasl without username", section: "kafka", key: "sasl_mechanism", to: "SCRAM-SHA-512", env: []string{plantedSASL},
+			want: []string{"kafka.sasl_username"}},
+		{name: "sasl password file missing", section: "kafka", key: "sasl_password_file", to: "/nonexistent/kafka-password",
+			want: []string{"kafka.sasl_password_file", "sasl_mechanism is empty"}},
+		{name: "tls CA file missing", section: "kafka", key: "tls_ca_file", to: "/nonexistent/ca.crt", want: []string{"kafka.tls_ca_file"}, capture: true},
+		{name: "tls not a boolean", section: "kafka", key: "tls", to: "maybe", want: []string{"kafka.tls", "maybe"}},
+		{name: "env tls not a boolean", env: []string{"STARSTREAM_KAFKA_TLS=perhaps"}, want: []string{"STARSTREAM_KAFKA_TLS"}},
+		{name: "unknown sslmode", section: "postgres", key: "sslmode", to: "sometimes", want: []string{"postgres.sslmode", "sometimes"}, capture: true},
+		{name: "sslrootcert missing", section: "postgres", key: "sslrootcert", to: "/nonexistent/root.crt", want: []string{"postgres.sslrootcert"}},
 	} {
 		commands := []string{"run"}
 		if tc.capture {
@@ -668,6 +680,11 @@ func TestBadInputConfigFailsFast(t *testing.T) {
 				for _, w := range tc.want {
 					if !strings.Contains(e.out, w) {
 						t.Errorf("message does not name %q", w)
+					}
+				}
+				for _, secret := range []string{"unused-password", strings.TrimPrefix(plantedSASL, "STARSTREAM_KAFKA_SASL_PASSWORD=")} {
+					if strings.Contains(e.out, secret) {
+						t.Errorf("message shows the password %q", secret)
 					}
 				}
 			})

@@ -82,3 +82,56 @@ func TestPasswordFileAndRedaction(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// Kafka SASL/TLS and PostgreSQL TLS keys: TLS settings reach the DSN, the SASL
+// password comes from the environment or a file, and neither shows in Redacted.
+func TestSecurityKeys(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(ca, []byte("not checked here"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "c.yaml")
+	yaml := "postgres:\n  sslmode: verify-full\n  sslrootcert: " + ca + "\nkafka:\n  sasl_mechanism: SCRAM-SHA-512\n  sasl_username: svc\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(file, []string{"STARSTREAM_KAFKA_SASL_PASSWORD=Pl4nted-env-pw", "STARSTREAM_KAFKA_TLS=true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.Postgres.DSN, "sslmode=verify-full") || !strings.Contains(c.Postgres.DSN, "sslrootcert="+strings.ReplaceAll(ca, "/", "%2F")) ||
+		strings.Contains(c.Postgres.DSN, "sslmode=disable") {
+		t.Errorf("TLS keys not in the DSN: %s", c.Postgres.DSN)
+	}
+	if !c.Kafka.TLS || c.Kafka.SASLPassword != "Pl4nted-env-pw" {
+		t.Errorf("environment not applied: tls %v", c.Kafka.TLS)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Redacted(); strings.Contains(r, "Pl4nted-env-pw") || !strings.Contains(r, "sasl_password: xxxxx") {
+		t.Errorf("Redacted:\n%s", r)
+	}
+	a, err := newApp(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.kafka.String(); got != "SASL_SSL (SCRAM-SHA-512)" {
+		t.Errorf("kafka security %q", got)
+	}
+	if s := c.secrets(); len(s) != 2 || s[1] != "Pl4nted-env-pw" {
+		t.Errorf("secrets() has %d values, want the DSN's and the SASL password", len(s))
+	}
+
+	for _, tc := range []struct{ dsn, want string }{
+		{"host=h user=u password='p w' sslmode=disable", "host=h user=u password='p w' sslmode='require'"},
+		{"postgres://u:p@h/db?sslmode=disable&application_name=x", "postgres://u:p@h/db?application_name=x&sslmode=require"},
+	} {
+		got, err := withParams(tc.dsn, map[string]string{"sslmode": "require", "sslrootcert": ""})
+		if err != nil || got != tc.want {
+			t.Errorf("withParams(%q) = %q, %v; want %q", tc.dsn, got, err, tc.want)
+		}
+	}
+}

@@ -45,7 +45,16 @@ type process struct {
 
 func start(t *testing.T, bin, config string, args ...string) *process {
 	t.Helper()
+	return startWith(t, bin, config, nil, args...)
+}
+
+// startWith is start with the environment childEnv(env...) when env is not nil.
+func startWith(t *testing.T, bin, config string, env []string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--config", config}, args...)...)
+	if env != nil {
+		cmd.Env = childEnv(env...)
+	}
 	logPath := filepath.Join(filepath.Dir(config), "starstream.log")
 	prior, _ := os.ReadFile(logPath)
 	before := string(prior)

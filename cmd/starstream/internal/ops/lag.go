@@ -40,7 +40,14 @@ type PartitionLag struct {
 // Groups lists the consumer groups whose id starts with prefix, sorted. The
 // pipelines' groups are "<namespace>starstream.<pipeline>".
 func Groups(ctx context.Context, brokers []string, sec *stream.Security, prefix string) ([]string, error) {
-	res, err := newClient(brokers, sec).ListGroups(ctx, &kafka.ListGroupsRequest{})
+	c := newClient(brokers, sec)
+	// kafka-go broadcasts ListGroups to the brokers of the cluster metadata; when
+	// that metadata cannot be read (authentication failed, TLS mismatch) it asks
+	// no broker and answers "no groups". Read the metadata first, for its error.
+	if _, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}}); err != nil {
+		return nil, fmt.Errorf("list consumer groups: %w", err)
+	}
+	res, err := c.ListGroups(ctx, &kafka.ListGroupsRequest{})
 	if err != nil {
 		return nil, fmt.Errorf("list consumer groups: %w", err)
 	}

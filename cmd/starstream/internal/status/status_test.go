@@ -18,6 +18,7 @@ const (
 	secretInError = "hunter2-in-error"
 	secretInDSN   = "S3cretDSNpw"
 	secretBare    = "bare-token-9f8e7d"
+	secretKafka   = "kafka-sasl-Pl4nted" // a Kafka SASL password, scrubbed as one of Config.Secrets
 )
 
 // fakeSource is a changeable snapshot provider, shaped like the real DAG.
@@ -60,7 +61,8 @@ func newFakeSource() *fakeSource {
 	nodes[1].DQFailures = 7
 	nodes[7].WatermarkAge = -1
 	nodes[8].LastError = "write fact_marketing: connect postgres://starstream:" + secretInError +
-		"@db:5432/warehouse failed; password=" + secretInError + " token " + secretBare
+		"@db:5432/warehouse failed; password=" + secretInError + " token " + secretBare +
+		"; join group: SASL handshake as svc with password " + secretKafka + " failed"
 	return &fakeSource{snap: Snapshot{Pipelines: nodes, Capture: &Capture{
 		Slot: "starstream", Publication: "starstream", DSN: "postgres://starstream:" + secretInDSN + "@127.0.0.1:55432/starstream",
 		Events: 123456, ConfirmedLSN: 0x16B3748, SlotLagBytes: 2048, SlotLagSeconds: 0.8,
@@ -70,7 +72,7 @@ func newFakeSource() *fakeSource {
 func newTestServer(t *testing.T, src *fakeSource) *httptest.Server {
 	t.Helper()
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "starstream_up 1\n") })
-	s := New(Config{Metrics: metrics, Secrets: []string{secretBare}}, src.get, slog.New(slog.DiscardHandler))
+	s := New(Config{Metrics: metrics, Secrets: []string{secretBare, secretKafka}}, src.get, slog.New(slog.DiscardHandler))
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return srv
@@ -92,7 +94,7 @@ func get(t *testing.T, url string) (int, string, http.Header) {
 
 func assertNoSecret(t *testing.T, where, text string) {
 	t.Helper()
-	for _, s := range []string{secretInError, secretInDSN, secretBare} {
+	for _, s := range []string{secretInError, secretInDSN, secretBare, secretKafka} {
 		if strings.Contains(text, s) {
 			t.Errorf("%s shows the planted secret %q", where, s)
 		}

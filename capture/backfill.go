@@ -615,13 +615,13 @@ func (b *backfiller) prepare(ctx context.Context, db querier, resume stream.LSN)
 		}
 		var exported, pending int
 		if j.job == snapshotJob {
-			if exported, err = scanSnapshotKeys(ctx, c.cfg.Brokers, topic, j.snapshotLSN, j.seqBase+uint64(j.exported),
+			if exported, err = scanSnapshotKeys(ctx, c.cfg.Brokers, c.cfg.KafkaSecurity, topic, j.snapshotLSN, j.seqBase+uint64(j.exported),
 				int64(c.cfg.MaxInFlight), keys); err != nil {
 				return fmt.Errorf("read what the interrupted snapshot of %s published: %w", j.table, err)
 			}
 		}
 		if j.pending != 0 {
-			if pending, err = scanChunkKeys(ctx, c.cfg.Brokers, topic, j.pending, int64(c.cfg.MaxInFlight), keys); err != nil {
+			if pending, err = scanChunkKeys(ctx, c.cfg.Brokers, c.cfg.KafkaSecurity, topic, j.pending, int64(c.cfg.MaxInFlight), keys); err != nil {
 				return fmt.Errorf("read what the last chunk of %s published: %w", j.table, err)
 			}
 		}
@@ -653,9 +653,9 @@ func keyBody(b []byte) []byte {
 // most margin of them wait for Kafka at once, so every such record follows,
 // in its partition, any record at or below after-margin: the scan goes back
 // from the end until it meets one.
-func scanSnapshotKeys(ctx context.Context, brokers []string, topic string, lsn stream.LSN, after uint64, margin int64,
+func scanSnapshotKeys(ctx context.Context, brokers []string, sec *stream.Security, topic string, lsn stream.LSN, after uint64, margin int64,
 	keys map[string]struct{}) (int, error) {
-	admin := stream.NewAdmin(brokers)
+	admin := stream.NewAdmin(brokers, sec)
 	first, end, err := admin.EndOffsets(ctx, topic)
 	if err != nil {
 		if errors.Is(err, kafka.UnknownTopicOrPartition) {
@@ -689,9 +689,9 @@ func scanSnapshotKeys(ctx context.Context, brokers []string, topic string, lsn s
 // follows one of them in a partition was in flight when it was enqueued, so
 // none of them precedes margin+1 records below lsn. The scan goes back from
 // the end until it has seen that many.
-func scanChunkKeys(ctx context.Context, brokers []string, topic string, lsn stream.LSN, margin int64,
+func scanChunkKeys(ctx context.Context, brokers []string, sec *stream.Security, topic string, lsn stream.LSN, margin int64,
 	keys map[string]struct{}) (int, error) {
-	admin := stream.NewAdmin(brokers)
+	admin := stream.NewAdmin(brokers, sec)
 	first, end, err := admin.EndOffsets(ctx, topic)
 	if err != nil {
 		if errors.Is(err, kafka.UnknownTopicOrPartition) {

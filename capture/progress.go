@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/starstream/starstream/stream"
 )
@@ -147,8 +148,13 @@ func (c *Capture) ensureSignalPublished(ctx context.Context, db *pgx.Conn) error
 			WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`, c.cfg.Publication, s, t).Scan(&in); qerr == nil && in {
 			return nil // added concurrently
 		}
-		return fmt.Errorf("add signal table %s to publication %s (an owner of both can run "+
+		err = fmt.Errorf("add signal table %s to publication %s (an owner of both can run "+
 			"ALTER PUBLICATION %s ADD TABLE %s): %w", c.cfg.SignalTable, c.cfg.Publication, c.cfg.Publication, c.cfg.SignalTable, err)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == sqlInsufficientPrivilege {
+			return terminal(fmt.Errorf("%w: %w", ErrPrivilege, err)) // retrying cannot grant it
+		}
+		return err
 	}
 	c.log.Info("signal table added to the publication", "table", c.cfg.SignalTable, "publication", c.cfg.Publication)
 	return nil

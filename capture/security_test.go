@@ -83,7 +83,11 @@ func TestLeastPrivilegeCaptureOverTLSAndSASL(t *testing.T) {
 	}
 	t.Logf("as expected: %v", err)
 
-	exec(t, admin, "CREATE PUBLICATION "+pgx.Identifier{cfg.Publication}.Sanitize()+" FOR TABLES IN SCHEMA "+pgx.Identifier{schema}.Sanitize())
+	if !strings.Contains(err.Error(), "TABLE "+`"public"."starstream_signal"`) {
+		t.Errorf("the statement for the admin leaves out the signal table: %v", err)
+	}
+	exec(t, admin, "CREATE PUBLICATION "+pgx.Identifier{cfg.Publication}.Sanitize()+" FOR TABLES IN SCHEMA "+
+		pgx.Identifier{schema}.Sanitize()+", TABLE public.starstream_signal")
 	run := capturetest.Start(t, cfg, w)
 	capturetest.Eventually(t, 60*time.Second, "slot created", func() bool {
 		_, ok := capturetest.Slot(t, admin, cfg.Slot)

@@ -33,22 +33,12 @@ type slotState struct {
 }
 
 func (c *Capture) ensureStateTable(ctx context.Context, db *pgx.Conn) error {
-	// A least-privilege role cannot create the table (nor even run CREATE SCHEMA
-	// IF NOT EXISTS on an existing schema): an admin creates it beforehand, and
-	// capture only needs to read and write it.
-	var exists, writable bool
-	if err := db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,
-		to_regclass($1) IS NOT NULL AND has_table_privilege(to_regclass($1), 'SELECT, INSERT, UPDATE')`,
-		c.stateIdent()).Scan(&exists, &writable); err != nil {
-		return fmt.Errorf("look up state table %s: %w", c.cfg.StateTable, err)
-	}
-	if exists {
-		if !writable {
-			return terminalf("%w: role %s may not read and write the state table %s: as an admin run "+
-				"GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s", ErrPrivilege, db.Config().User, c.cfg.StateTable,
-				c.stateIdent(), pgx.Identifier{db.Config().User}.Sanitize())
-		}
-		return nil
+	// A least-privilege role cannot create these tables (nor even run CREATE
+	// SCHEMA IF NOT EXISTS on an existing schema): an admin creates them
+	// beforehand, and capture only needs to read and write them.
+	done, err := c.stateTablesReady(ctx, db)
+	if err != nil || done {
+		return err
 	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
@@ -74,9 +64,59 @@ func (c *Capture) ensureStateTable(ctx context.Context, db *pgx.Conn) error {
 		return c.privilegeHint(db, fmt.Errorf("create state table %s: %w", c.cfg.StateTable, err))
 	}
 	if err := c.createProgressAndSignal(ctx, tx); err != nil {
-		return err
+		return c.privilegeHint(db, err)
 	}
 	return tx.Commit(ctx)
+}
+
+// stateTablesReady reports whether the state, progress and signal tables all
+// exist, in which case capture uses them as they are; one it may not read and
+// write is a terminal error naming the GRANT to run.
+func (c *Capture) stateTablesReady(ctx context.Context, db *pgx.Conn) (bool, error) {
+	tables := []struct{ name, ident, privs string }{
+		{c.cfg.StateTable, c.stateIdent(), "SELECT, INSERT, UPDATE, DELETE"},
+		{c.progressTable(), c.progressIdent(), "SELECT, INSERT, UPDATE, DELETE"},
+		{c.cfg.SignalTable, c.signalIdent(), "SELECT, INSERT, DELETE"},
+	}
+	for _, t := range tables {
+		var exists bool
+		if err := db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, t.ident).Scan(&exists); err != nil {
+			return false, fmt.Errorf("look up %s: %w", t.name, err)
+		}
+		if !exists {
+			return false, nil
+		}
+	}
+	role := pgx.Identifier{db.Config().User}.Sanitize()
+	for _, t := range tables {
+		var ok bool
+		if err := db.QueryRow(ctx, `SELECT has_table_privilege($1::regclass, $2)`, t.ident, t.privs).Scan(&ok); err != nil {
+			return false, fmt.Errorf("check privileges on %s: %w", t.name, err)
+		}
+		if !ok {
+			return false, terminalf("%w: role %s may not use capture's table %s: as an admin run GRANT %s ON %s TO %s",
+				ErrPrivilege, db.Config().User, t.name, t.privs, t.ident, role)
+		}
+	}
+	// The signal table's id comes from its sequence.
+	var seqOK bool
+	if err := db.QueryRow(ctx, `SELECT coalesce(has_sequence_privilege(pg_get_serial_sequence($1, 'id'), 'USAGE'), true)`,
+		c.signalIdent()).Scan(&seqOK); err != nil {
+		return false, fmt.Errorf("check privileges on the sequence of %s: %w", c.cfg.SignalTable, err)
+	}
+	if !seqOK {
+		return false, terminalf("%w: role %s may not use the id sequence of %s: as an admin run "+
+			"GRANT USAGE ON SEQUENCE %s_id_seq TO %s", ErrPrivilege, db.Config().User, c.cfg.SignalTable, c.cfg.SignalTable, role)
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	if err := c.upgradeProgress(ctx, tx); err != nil {
+		return false, c.privilegeHint(db, err)
+	}
+	return true, tx.Commit(ctx)
 }
 
 // privilegeHint makes a permission error creating the state table terminal and
@@ -86,9 +126,9 @@ func (c *Capture) privilegeHint(db *pgx.Conn, err error) error {
 	if !errors.As(err, &pgErr) || pgErr.Code != sqlInsufficientPrivilege {
 		return err
 	}
-	return terminalf("%w: %w; role %s may not create capture's state table: as an admin create %s "+
-		"(see deploy/local/postgres.sh) and GRANT SELECT, INSERT, UPDATE, DELETE on it to %s",
-		ErrPrivilege, err, db.Config().User, c.cfg.StateTable, db.Config().User)
+	return terminalf("%w: %w; role %s may not create or alter capture's tables: as an admin create %s, %s and %s "+
+		"(deploy/local/postgres.sh shows how) and grant the role SELECT, INSERT, UPDATE, DELETE on them",
+		ErrPrivilege, err, db.Config().User, c.cfg.StateTable, c.progressTable(), c.cfg.SignalTable)
 }
 
 func (c *Capture) stateIdent() string {
@@ -198,9 +238,10 @@ func (c *Capture) ensurePublication(ctx context.Context, db *pgx.Conn) error {
 			// CREATE PUBLICATION needs ownership of the tables (superuser for
 			// FOR TABLES IN SCHEMA): a least-privilege capture role relies on
 			// the admin creating it first.
+			// The signal table goes in too: the role cannot add it later.
 			return terminalf("%w: publication %s does not exist and role %s may not create it (%s); "+
-				"as an admin (table owner or superuser) run: %s", ErrPrivilege, c.cfg.Publication,
-				db.Config().User, pgErr.Message, sql)
+				"as an admin (table owner or superuser) run: %s, TABLE %s", ErrPrivilege, c.cfg.Publication,
+				db.Config().User, pgErr.Message, sql, c.signalIdent())
 		}
 		return fmt.Errorf("create publication %s: %w", c.cfg.Publication, err)
 	}

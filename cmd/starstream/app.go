@@ -93,7 +93,7 @@ func (a *app) writer() (*stream.Writer, error) {
 // capture builds the capture of the configured schema; meter may be nil.
 func (a *app) capture(w capture.Writer, meter metric.Meter) (*capture.Capture, error) {
 	return capture.New(capture.Config{DSN: a.cfg.Postgres.DSN, Slot: a.cfg.Postgres.Slot, Publication: a.cfg.Postgres.Publication,
-		Schemas: []string{a.cfg.Postgres.Schema}, Brokers: a.cfg.Kafka.Brokers, Meter: meter}, w, a.log)
+		Schemas: []string{a.cfg.Postgres.Schema}, Brokers: a.cfg.Kafka.Brokers, KafkaSecurity: a.kafka, Meter: meter}, w, a.log)
 }
 
 // observed is what a long-running command shares: telemetry, and the pipeline

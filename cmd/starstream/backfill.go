@@ -18,7 +18,7 @@ func (a *app) captureConfig(slot string) capture.Config {
 		slot = a.cfg.Postgres.Slot
 	}
 	return capture.Config{DSN: a.cfg.Postgres.DSN, Slot: slot, Publication: a.cfg.Postgres.Publication,
-		Schemas: []string{a.cfg.Postgres.Schema}, Brokers: a.cfg.Kafka.Brokers}
+		Schemas: []string{a.cfg.Postgres.Schema}, Brokers: a.cfg.Kafka.Brokers, KafkaSecurity: a.kafka}
 }
 
 // withCaptureSubcommands adds `capture reset` under the capture command.

@@ -105,7 +105,8 @@ func TestSecurityEndToEndAndPlantedSecrets(t *testing.T) {
 	for _, sql := range []string{
 		"GRANT USAGE ON SCHEMA " + pgx.Identifier{schema}.Sanitize() + " TO " + capturetest.CaptureRole,
 		"GRANT SELECT ON ALL TABLES IN SCHEMA " + pgx.Identifier{schema}.Sanitize() + " TO " + capturetest.CaptureRole,
-		"CREATE PUBLICATION " + pgx.Identifier{slot}.Sanitize() + " FOR TABLES IN SCHEMA " + pgx.Identifier{schema}.Sanitize(),
+		"CREATE PUBLICATION " + pgx.Identifier{slot}.Sanitize() + " FOR TABLES IN SCHEMA " + pgx.Identifier{schema}.Sanitize() +
+			", TABLE public.starstream_signal",
 	} {
 		if _, err := admin.Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)

@@ -297,8 +297,8 @@ SELECT 'CREATE DATABASE $PG_DB OWNER $PG_USER'
 WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DB')\gexec
 EOF
   # The least-privilege capture role: it may log in, replicate, read what it captures and write
-  # its own state table, nothing else. The admin ($PG_USER) owns the tables, so it creates the
-  # publication (CREATE PUBLICATION needs ownership) and the state table beforehand.
+  # its own tables (state, progress, signal), nothing else. The admin ($PG_USER) owns the tables,
+  # so it creates those and the publication (CREATE PUBLICATION needs ownership) beforehand.
   as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKDIR" -p "$PG_PORT" -U postgres \
     -d "$PG_DB" >/dev/null <<EOF || die "could not create role $CAPTURE_ROLE (see output above)"
 SET client_min_messages = warning;
@@ -323,6 +323,33 @@ CREATE TABLE IF NOT EXISTS public.starstream_capture_state (
 );
 ALTER TABLE public.starstream_capture_state OWNER TO $PG_USER;
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.starstream_capture_state TO $CAPTURE_ROLE;
+-- Snapshot/backfill progress and the DBLog signal table (capture/progress.go; keep in sync).
+CREATE TABLE IF NOT EXISTS public.starstream_capture_state_progress (
+  slot_name     text NOT NULL,
+  job           text NOT NULL,
+  table_name    text NOT NULL,
+  snapshot_lsn  pg_lsn,
+  seq_base      int8 NOT NULL DEFAULT 0,
+  rows_done     int8 NOT NULL DEFAULT 0,
+  exported_rows int8 NOT NULL DEFAULT 0,
+  last_key      text[],
+  done          boolean NOT NULL DEFAULT false,
+  error         text,
+  started_at    timestamptz NOT NULL DEFAULT now(),
+  updated_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (slot_name, job, table_name)
+);
+ALTER TABLE public.starstream_capture_state_progress ADD COLUMN IF NOT EXISTS exported_rows int8 NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS public.starstream_signal (
+  id         bigserial PRIMARY KEY,
+  slot_name  text NOT NULL,
+  kind       text NOT NULL CHECK (kind IN ('backfill', 'low', 'high')),
+  table_name text,
+  chunk      text,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.starstream_capture_state_progress, public.starstream_signal TO $CAPTURE_ROLE;
+GRANT USAGE, SELECT ON SEQUENCE public.starstream_signal_id_seq TO $CAPTURE_ROLE;
 -- Dev-stack convenience: what $PG_USER creates later (the shop schema that 'starstream seed'
 -- makes, test schemas) is readable by capture. In production grant SELECT per captured table.
 ALTER DEFAULT PRIVILEGES FOR ROLE $PG_USER GRANT USAGE ON SCHEMAS TO $CAPTURE_ROLE;

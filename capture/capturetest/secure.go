@@ -2,6 +2,7 @@ package capturetest
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -21,15 +22,21 @@ const CaptureRole = "starstream_capture"
 const CapturePassword = "capture-secret"
 
 // CaptureDSN returns the DSN of CaptureRole over TLS with the server certificate
-// verified (sslmode=verify-full): STARSTREAM_PG_CAPTURE_DSN, or the local stack's
-// default with the CA of streamtest.TLSCAFile. It fails the test, never skips,
-// when that login does not work, saying how to get a stack that has it.
+// verified (sslmode=verify-full): STARSTREAM_PG_CAPTURE_DSN, or CaptureRole on
+// the host, port and database of DSN() with the CA of streamtest.TLSCAFile. It
+// fails the test, never skips, when that login does not work, saying how to get
+// a stack that has it.
 func CaptureDSN(t testing.TB) string {
 	t.Helper()
 	dsn := os.Getenv("STARSTREAM_PG_CAPTURE_DSN")
 	if dsn == "" {
-		dsn = "postgres://" + CaptureRole + ":" + CapturePassword + "@127.0.0.1:55432/starstream?sslmode=verify-full&sslrootcert=" +
-			streamtest.TLSCAFile(t)
+		u, err := url.Parse(DSN())
+		if err != nil {
+			t.Fatalf("STARSTREAM_PG_DSN is not a URL: set STARSTREAM_PG_CAPTURE_DSN")
+		}
+		u.User = url.UserPassword(CaptureRole, CapturePassword)
+		u.RawQuery = url.Values{"sslmode": {"verify-full"}, "sslrootcert": {streamtest.TLSCAFile(t)}}.Encode()
+		dsn = u.String()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -19,7 +19,7 @@ export STARSTREAM_KAFKA_BROKERS="127.0.0.1:${STARSTREAM_KAFKA_PORT:-19092}"
 # capture role over TLS, the SASL_SSL listener, and the CA both certificates come from.
 export STARSTREAM_TLS_CA_FILE="$_starstream_data/tls/ca.crt"
 export STARSTREAM_PG_CAPTURE_DSN="postgres://starstream_capture:capture-secret@127.0.0.1:${STARSTREAM_PG_PORT:-55432}/starstream?sslmode=verify-full&sslrootcert=$STARSTREAM_TLS_CA_FILE"
-export STARSTREAM_KAFKA_SASL_BROKERS="127.0.0.1:${STARSTREAM_KAFKA_SASL_PORT:-19094}"
+export STARSTREAM_KAFKA_SASL_BROKERS="127.0.0.1:${STARSTREAM_KAFKA_SASL_PORT:-$((${STARSTREAM_KAFKA_PORT:-19092} + 2))}"
 export STARSTREAM_KAFKA_SASL_USERNAME="starstream"
 export STARSTREAM_KAFKA_SASL_PASSWORD="starstream-secret"
 export STARSTREAM_KAFKA_CLIENT_PROPERTIES="$_starstream_data/kafka/client-sasl.properties"

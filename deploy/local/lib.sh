@@ -25,8 +25,9 @@ PG_CAPTURE_DSN="postgres://${CAPTURE_ROLE}:${CAPTURE_PASSWORD}@127.0.0.1:${PG_PO
 KAFKA_PORT="${STARSTREAM_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${STARSTREAM_KAFKA_CONTROLLER_PORT:-19093}"
 KAFKA_BROKERS="127.0.0.1:${KAFKA_PORT}"
-# The SASL_SSL listener (SCRAM-SHA-512, certificate from the local CA) next to the plaintext one.
-KAFKA_SASL_PORT="${STARSTREAM_KAFKA_SASL_PORT:-19094}"
+# The SASL_SSL listener (SCRAM-SHA-512, certificate from the local CA) next to the plaintext one:
+# by default two above it (19094), so a second stack with its own ports gets its own.
+KAFKA_SASL_PORT="${STARSTREAM_KAFKA_SASL_PORT:-$((KAFKA_PORT + 2))}"
 KAFKA_SASL_BROKERS="127.0.0.1:${KAFKA_SASL_PORT}"
 KAFKA_SASL_USER=starstream
 KAFKA_SASL_PASSWORD=starstream-secret

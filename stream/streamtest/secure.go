@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,17 +14,19 @@ import (
 
 // Defaults of the secured side of the local stack (deploy/local/README.md, "TLS and SASL").
 const (
-	DefaultSASLBrokers  = "127.0.0.1:19094"
 	DefaultSASLUsername = "starstream"
 	DefaultSASLPassword = "starstream-secret"
 )
 
-// TLSCAFile returns the local stack's CA (STARSTREAM_TLS_CA_FILE, default
-// <repo>/.data/tls/ca.crt, which `make up` creates).
+// TLSCAFile returns the local stack's CA: STARSTREAM_TLS_CA_FILE, else
+// $STARSTREAM_DATA_DIR/tls/ca.crt, else <repo>/.data/tls/ca.crt (which `make up` creates).
 func TLSCAFile(t testing.TB) string {
 	t.Helper()
 	if v := os.Getenv("STARSTREAM_TLS_CA_FILE"); v != "" {
 		return v
+	}
+	if v := os.Getenv("STARSTREAM_DATA_DIR"); v != "" {
+		return filepath.Join(v, "tls", "ca.crt")
 	}
 	dir, err := os.Getwd()
 	if err != nil {
@@ -41,14 +44,24 @@ func TLSCAFile(t testing.TB) string {
 	}
 }
 
-// SASLBrokers returns the SASL_SSL listener (STARSTREAM_KAFKA_SASL_BROKERS,
-// default DefaultSASLBrokers) and fails the test, never skips, when it does not
-// answer: a stack started before the listener existed must be restarted.
+// SASLBrokers returns the SASL_SSL listener (STARSTREAM_KAFKA_SASL_BROKERS;
+// default: the first plaintext broker's port + 2, as deploy/local does) and fails
+// the test, never skips, when it does not answer: a stack started before the
+// listener existed must be restarted.
 func SASLBrokers(t testing.TB) []string {
 	t.Helper()
 	env := os.Getenv("STARSTREAM_KAFKA_SASL_BROKERS")
 	if env == "" {
-		env = DefaultSASLBrokers
+		plain := os.Getenv("STARSTREAM_KAFKA_BROKERS")
+		if plain == "" {
+			plain = DefaultBrokers
+		}
+		host, port, err := net.SplitHostPort(strings.Split(plain, ",")[0])
+		n, perr := strconv.Atoi(port)
+		if err != nil || perr != nil {
+			t.Fatalf("STARSTREAM_KAFKA_BROKERS %q is not host:port", plain)
+		}
+		env = net.JoinHostPort(host, strconv.Itoa(n+2))
 	}
 	brokers := strings.Split(env, ",")
 	conn, err := net.DialTimeout("tcp", brokers[0], 3*time.Second)

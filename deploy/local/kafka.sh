@@ -179,13 +179,19 @@ ensure_scram_user() {
   scram_mark >"$KSCRAM_MARK"
 }
 
-# check_sasl: Kafka's own client logs in over SASL_SSL (SCRAM-SHA-512) and lists topics.
+# check_sasl: Kafka's own client logs in over SASL_SSL (SCRAM-SHA-512) and lists topics. A
+# user just added with kafka-configs reaches the broker through the metadata log a moment
+# later, so a refusal is retried for a while.
 check_sasl() {
-  if ! timeout 60 "$KAFKA_HOME_DIR/bin/kafka-topics" --bootstrap-server "$KAFKA_SASL_BROKERS" \
-        --command-config "$KCLIENT" --list >/dev/null 2>"$KDIR/sasl-check.err" 8>&- 9>&-; then
-    tail_log "$KDIR/sasl-check.err"
-    die "the SASL_SSL listener $KAFKA_SASL_BROKERS does not accept user $KAFKA_SASL_USER; see $KLOG (try 'make down && make up')"
-  fi
+  local deadline=$((SECONDS + 30))
+  until timeout 60 "$KAFKA_HOME_DIR/bin/kafka-topics" --bootstrap-server "$KAFKA_SASL_BROKERS" \
+        --command-config "$KCLIENT" --list >/dev/null 2>"$KDIR/sasl-check.err" 8>&- 9>&-; do
+    if [ $SECONDS -ge $deadline ]; then
+      tail_log "$KDIR/sasl-check.err"
+      die "the SASL_SSL listener $KAFKA_SASL_BROKERS does not accept user $KAFKA_SASL_USER; see $KLOG (try 'make down && make up')"
+    fi
+    sleep 2
+  done
 }
 
 format_storage() {

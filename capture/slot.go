@@ -127,7 +127,7 @@ func (c *Capture) privilegeHint(db *pgx.Conn, err error) error {
 		return err
 	}
 	return terminalf("%w: %w; role %s may not create or alter capture's tables: as an admin create %s, %s and %s "+
-		"(deploy/local/postgres.sh shows how) and grant the role SELECT, INSERT, UPDATE, DELETE on them",
+		"and make the role their owner (deploy/local/postgres.sh shows how)",
 		ErrPrivilege, err, db.Config().User, c.cfg.StateTable, c.progressTable(), c.cfg.SignalTable)
 }
 

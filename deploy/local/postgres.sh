@@ -297,8 +297,9 @@ SELECT 'CREATE DATABASE $PG_DB OWNER $PG_USER'
 WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DB')\gexec
 EOF
   # The least-privilege capture role: it may log in, replicate, read what it captures and write
-  # its own tables (state, progress, signal), nothing else. The admin ($PG_USER) owns the tables,
-  # so it creates those and the publication (CREATE PUBLICATION needs ownership) beforehand.
+  # its own tables (state, progress, signal), nothing else. The admin ($PG_USER) owns the captured
+  # tables, so it creates capture's own ones (owned by the role) and the publication
+  # (CREATE PUBLICATION needs table ownership) beforehand.
   as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKDIR" -p "$PG_PORT" -U postgres \
     -d "$PG_DB" >/dev/null <<EOF || die "could not create role $CAPTURE_ROLE (see output above)"
 SET client_min_messages = warning;
@@ -321,9 +322,8 @@ CREATE TABLE IF NOT EXISTS public.starstream_capture_state (
   created_at       timestamptz NOT NULL DEFAULT now(),
   snapshot_done_at timestamptz
 );
-ALTER TABLE public.starstream_capture_state OWNER TO $PG_USER;
-GRANT SELECT, INSERT, UPDATE, DELETE ON public.starstream_capture_state TO $CAPTURE_ROLE;
--- Snapshot/backfill progress and the DBLog signal table (capture/progress.go; keep in sync).
+-- Snapshot/backfill progress and the DBLog signal table (capture/progress.go). The capture role
+-- owns its three bookkeeping tables, so it adds the columns a newer starstream needs itself.
 CREATE TABLE IF NOT EXISTS public.starstream_capture_state_progress (
   slot_name     text NOT NULL,
   job           text NOT NULL,
@@ -332,6 +332,7 @@ CREATE TABLE IF NOT EXISTS public.starstream_capture_state_progress (
   seq_base      int8 NOT NULL DEFAULT 0,
   rows_done     int8 NOT NULL DEFAULT 0,
   exported_rows int8 NOT NULL DEFAULT 0,
+  pending_lsn   pg_lsn,
   last_key      text[],
   done          boolean NOT NULL DEFAULT false,
   error         text,
@@ -339,7 +340,6 @@ CREATE TABLE IF NOT EXISTS public.starstream_capture_state_progress (
   updated_at    timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (slot_name, job, table_name)
 );
-ALTER TABLE public.starstream_capture_state_progress ADD COLUMN IF NOT EXISTS exported_rows int8 NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS public.starstream_signal (
   id         bigserial PRIMARY KEY,
   slot_name  text NOT NULL,
@@ -348,8 +348,9 @@ CREATE TABLE IF NOT EXISTS public.starstream_signal (
   chunk      text,
   created_at timestamptz NOT NULL DEFAULT now()
 );
-GRANT SELECT, INSERT, UPDATE, DELETE ON public.starstream_capture_state_progress, public.starstream_signal TO $CAPTURE_ROLE;
-GRANT USAGE, SELECT ON SEQUENCE public.starstream_signal_id_seq TO $CAPTURE_ROLE;
+ALTER TABLE public.starstream_capture_state OWNER TO $CAPTURE_ROLE;
+ALTER TABLE public.starstream_capture_state_progress OWNER TO $CAPTURE_ROLE;
+ALTER TABLE public.starstream_signal OWNER TO $CAPTURE_ROLE;
 -- Dev-stack convenience: what $PG_USER creates later (the shop schema that 'starstream seed'
 -- makes, test schemas) is readable by capture. In production grant SELECT per captured table.
 ALTER DEFAULT PRIVILEGES FOR ROLE $PG_USER GRANT USAGE ON SCHEMAS TO $CAPTURE_ROLE;

@@ -46,26 +46,23 @@ import (
 // newer than every earlier change of the key, older than every later one.
 // A dropped key gets its newer version from the stream itself.
 //
-// Jobs (progress.go) are backfill requests (a "backfill" row in the signal
-// table, written by `starstream backfill`) and the unfinished tables of an
-// initial snapshot interrupted by a crash: its exported snapshot died with
-// the crash, so what it had not read yet is read this way. A chunk's end key
-// is recorded once Kafka acknowledged the chunk. The reader records the high
-// watermark of the chunk it publishes before it publishes it: after a crash,
-// rows of that chunk already in Kafka are found by that position and not
-// published again (prepare). Two crashes within one chunk may publish some of
-// its rows twice, at newer positions, which sinks take as upserts.
+// Jobs (progress.go) are backfill requests: a "backfill" row in the signal
+// table, written by `starstream backfill`. A chunk's end key is recorded once
+// Kafka acknowledged the chunk. The reader records the high watermark of the
+// chunk it publishes before it publishes it: after a crash, rows of that
+// chunk already in Kafka are found by that position and not published again
+// (prepare). Two crashes within one chunk may publish some of its rows twice,
+// at newer positions, which sinks take as upserts. (An initial snapshot
+// interrupted by a crash is not finished this way but before streaming, at
+// its consistent point: see resumeSnapshot.)
 type backfiller struct {
 	c      *Capture
 	active atomic.Pointer[window] // the chunk being read, at most one
 	table  atomic.Pointer[string] // the table of the job running, whose changes the reader keeps
 	wake   chan struct{}
 
-	// resume is set when the initial snapshot is unfinished: its jobs are
-	// completed here and then the snapshot is recorded as done.
-	resume stream.LSN
-	// skip holds, per table, the encoded keys that the interrupted snapshot
-	// published past its last recorded chunk: they are not read again.
+	// skip holds, per table, the encoded keys that the chunk being published
+	// when an earlier run died had published: they are not published again.
 	skip map[string]map[string]struct{}
 }
 
@@ -221,19 +218,12 @@ func (b *backfiller) runOnce(ctx context.Context, conn *pgx.Conn) error {
 		return err
 	}
 	for _, j := range jobs {
-		if j.done {
+		if j.done || j.job == snapshotJob { // the initial snapshot is finished before streaming
 			continue
 		}
 		if err := b.runJob(ctx, conn, j); err != nil {
 			return err
 		}
-	}
-	if b.resume != 0 {
-		if err := b.c.recordState(ctx, conn, b.resume, true); err != nil {
-			return err
-		}
-		b.c.log.Info("initial snapshot finished (resumed after a crash)", "lsn", b.resume.String())
-		b.resume = 0
 	}
 	return nil
 }
@@ -584,53 +574,38 @@ func (r *reader) high(ctx context.Context, w *window) error {
 	return nil
 }
 
-// prepare readies the jobs left by an earlier run, before streaming starts.
-// Rows that run published but did not record are found in Kafka, so that
-// they are not published twice: those of an initial snapshot interrupted by
-// a crash (resume is its consistent point, 0 if none), read in its exported
-// snapshot past its last recorded chunk, and those of the chunk a job was
-// publishing (at its high watermark's position).
-func (b *backfiller) prepare(ctx context.Context, db querier, resume stream.LSN) error {
+// prepare readies the backfill jobs left by an earlier run, before
+// streaming starts: rows of the chunk a job was publishing when that run
+// died (at its high watermark's position) are found in Kafka, so that they
+// are not published twice.
+func (b *backfiller) prepare(ctx context.Context, db querier) error {
 	c := b.c
-	b.resume = resume
 	jobs, err := c.loadProgress(ctx, db, "")
 	if err != nil {
 		return err
 	}
 	for _, j := range jobs {
-		if j.done || (j.job == snapshotJob && resume == 0) || (j.job != snapshotJob && j.pending == 0) {
+		if j.done || j.job == snapshotJob || j.pending == 0 {
 			continue
 		}
 		if len(c.cfg.Brokers) == 0 {
-			c.log.Warn("no brokers configured: rows an earlier run published but did not record may be published twice",
+			c.log.Warn("no brokers configured: rows of a backfill chunk an earlier run published but did not record may be published twice",
 				"table", j.table, "job", j.job)
 			continue
 		}
 		schema, table, _ := strings.Cut(j.table, ".")
-		topic := stream.Topic(c.cfg.TopicPrefix, schema, table)
 		keys := b.skip[j.table]
 		if keys == nil {
 			keys = map[string]struct{}{}
 			b.skip[j.table] = keys
 		}
-		var exported, pending int
-		if j.job == snapshotJob {
-			if exported, err = scanSnapshotKeys(ctx, c.cfg.Brokers, c.cfg.KafkaSecurity, topic, j.snapshotLSN, j.seqBase+uint64(j.exported),
-				int64(c.cfg.MaxInFlight), keys); err != nil {
-				return fmt.Errorf("read what the interrupted snapshot of %s published: %w", j.table, err)
-			}
+		found, err := scanChunkKeys(ctx, c.cfg.Brokers, c.cfg.KafkaSecurity, stream.Topic(c.cfg.TopicPrefix, schema, table), j.pending,
+			int64(c.cfg.MaxInFlight), keys)
+		if err != nil {
+			return fmt.Errorf("read what the last chunk of %s published: %w", j.table, err)
 		}
-		if j.pending != 0 {
-			if pending, err = scanChunkKeys(ctx, c.cfg.Brokers, c.cfg.KafkaSecurity, topic, j.pending, int64(c.cfg.MaxInFlight), keys); err != nil {
-				return fmt.Errorf("read what the last chunk of %s published: %w", j.table, err)
-			}
-		}
-		msg := "resuming a backfill"
-		if j.job == snapshotJob {
-			msg = "resuming the initial snapshot after a crash"
-		}
-		c.log.Info(msg, "table", j.table, "job", j.job, "rows_done", j.rowsDone,
-			"published_past_last_chunk", exported, "published_by_unrecorded_chunk", pending)
+		c.log.Info("resuming a backfill", "table", j.table, "job", j.job, "rows_done", j.rowsDone,
+			"published_by_unrecorded_chunk", found)
 	}
 	return nil
 }

@@ -212,7 +212,7 @@ func (c *Capture) session(ctx context.Context) (err error) {
 		}
 		start = created.consistentPoint
 	case resumeSnapshot != 0:
-		start = st.confirmed
+		start = resumeSnapshot // the pipeline starts there; streaming from the slot's position
 	default:
 		if !st.recorded {
 			c.log.Warn("adopting a slot this capture did not create: streaming from its position without a snapshot",
@@ -245,9 +245,15 @@ func (c *Capture) session(ctx context.Context) (err error) {
 		return prodErr
 	}
 
-	if snapshot {
+	if snapshot || resumeSnapshot != 0 {
 		rec := newRecorder(c, db)
-		err := c.snapshot(prod, created, p, rec)
+		var err error
+		if snapshot {
+			err = c.snapshot(prod, created, p, rec)
+		} else {
+			start = resumeSnapshot
+			err = c.resumeSnapshot(prod, db, p, rec)
+		}
 		if err == nil {
 			err = c.await(prod, p)
 		}
@@ -262,6 +268,9 @@ func (c *Capture) session(ctx context.Context) (err error) {
 			return finish(err)
 		}
 		c.log.Info("initial snapshot written", "lsn", start.String())
+		if resumeSnapshot != 0 {
+			start = max(start, st.confirmed)
+		}
 	}
 	topics, err := c.registerAll(prod, db, p)
 	if err != nil {
@@ -278,7 +287,7 @@ func (c *Capture) session(ctx context.Context) (err error) {
 		c.log.Info("previous run's end read from kafka", "watermark", rs.marker.String(), "last_position", rs.horizon.String())
 	}
 	bf := newBackfiller(c)
-	if err := bf.prepare(prod, db, resumeSnapshot); err != nil {
+	if err := bf.prepare(prod, db); err != nil {
 		return finish(err)
 	}
 	bfCtx, stopBF := context.WithCancel(prod)

@@ -19,9 +19,9 @@
 //     ErrSlotLost, terminal; wal_status lost: ErrSlotInvalidated, terminal.
 //     Nothing is re-snapshotted silently: Reset is the recovery;
 //   - slot, unfinished record and recorded chunks (crash during the
-//     snapshot): stream from the slot's position and read the rest of each
-//     table DBLog-style while streaming (backfill.go), skipping rows Kafka
-//     already has;
+//     snapshot): read the rest of each table from its last recorded chunk,
+//     at the consistent point, skipping rows Kafka already has, then stream
+//     (resumeSnapshot);
 //   - unfinished record otherwise (crash before any row, or Reset): a new slot
 //     and snapshot, each table's rows preceded by a truncate event so rows deleted
 //     meanwhile do not linger downstream;

@@ -97,6 +97,7 @@ func TestHATakeover(t *testing.T) {
 	}
 	stopTraffic()
 	wg.Wait()
+	capturetest.WaitSnapshot(t, db, cfg, 2*time.Minute)
 	fence := capturetest.Fence(t, db)
 	v := streamtest.NewValidator()
 	topic := stream.Topic("cdc", schema, "kv")

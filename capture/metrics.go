@@ -87,7 +87,7 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		return nil, err
 	}
 	if out.backRows, err = m.Int64Counter(MetricBackfillRows,
-		metric.WithDescription("Rows read by backfills (and by an initial snapshot resumed after a crash), by table.")); err != nil {
+		metric.WithDescription("Rows read by backfills, by table.")); err != nil {
 		return nil, err
 	}
 	if err := out.progressGauges(m); err != nil {

@@ -248,6 +248,25 @@ func Fence(t testing.TB, db *pgx.Conn) stream.LSN {
 	return lsn
 }
 
+// WaitSnapshot waits until the initial snapshot of cfg's slot is recorded as
+// finished. An initial snapshot interrupted by a crash finishes while
+// streaming, its last rows at positions after those of changes made
+// meanwhile: wait for it before taking a Fence that must cover every row.
+func WaitSnapshot(t testing.TB, db *pgx.Conn, cfg capture.Config, timeout time.Duration) {
+	t.Helper()
+	st := cfg.StateTable
+	if st == "" {
+		st = "public.starstream_capture_state"
+	}
+	s, n, _ := strings.Cut(st, ".")
+	Eventually(t, timeout, "initial snapshot of "+cfg.Slot+" finished", func() bool {
+		var done bool
+		_ = db.QueryRow(context.Background(), "SELECT snapshot_done FROM "+pgx.Identifier{s, n}.Sanitize()+
+			" WHERE slot_name = $1", cfg.Slot).Scan(&done)
+		return done
+	})
+}
+
 // Record is one record of a topic: a decoded event, or a watermark marker.
 type Record struct {
 	Partition int

@@ -5,6 +5,7 @@ import (
 	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha512"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/starstream/starstream/capture/capturetest"
 	"github.com/starstream/starstream/deploy/shop"
 	"github.com/starstream/starstream/sinks/duckdb"
+	"github.com/starstream/starstream/stream"
 	"github.com/starstream/starstream/stream/streamtest"
 )
 
@@ -46,6 +48,22 @@ func scramUser(t *testing.T, name, password string) {
 	}
 	if err != nil {
 		t.Fatalf("create SCRAM user %s: %v", name, err)
+	}
+	// The credential reaches the broker through the metadata log a moment later.
+	sec, err := stream.NewSecurity(stream.SecurityConfig{SASLMechanism: "SCRAM-SHA-512", Username: name, Password: password,
+		TLSCAFile: streamtest.TLSCAFile(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := stream.NewAdmin(streamtest.SASLBrokers(t), sec).Partitions(ctx, stream.DefaultSchemaTopic)
+		if err == nil || errors.Is(err, kafka.UnknownTopicOrPartition) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("SCRAM user %s cannot log in: %v", name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

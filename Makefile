@@ -2,7 +2,8 @@
 #   make up      start the local stack (PostgreSQL :55432, Kafka :19092) under .data/
 #   make down    stop it (data is kept; rm -rf .data for a clean slate)
 #   make status  state, port and PID of each service
-#   make test    start the stack if needed, then run all tests
+#   make test    start the stack if needed, run all tests, then one short chaos round on a
+#                stack of its own (make chaos-short)
 # Addresses for your shell: . deploy/local/env.sh
 
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
@@ -47,12 +48,25 @@ bench-e2e: up
 bench-debezium: up
 	go run ./deploy/bench/cmd/compare $(BENCH_ARGS)
 
-.PHONY: chaos
+.PHONY: chaos chaos-short chaos-down
 # make chaos ROUNDS=N: SIGKILL capture, pipelines, the Kafka broker and PostgreSQL at random
 # under traffic with warehouse faults, then verify: rows lost and duplicated must be 0.
-# It kills the shared services: never run it beside other tests.
-chaos: up
-	ROUNDS=$(or $(ROUNDS),3) go test -tags chaos -run TestChaos ./cmd/starstream -count=1 -timeout 60m -v
+# Runs on a stack of its own (deploy/local/chaos-stack.sh: .data/chaos, PostgreSQL :55442,
+# Kafka :19102), started fresh and stopped at the end, also on failure or Ctrl-C; the shared
+# stack (:55432/:19092) is never touched. CHAOS_SEED replays a schedule.
+chaos:
+	$(ROOT)/deploy/local/chaos-stack.sh run env ROUNDS=$(or $(ROUNDS),3) \
+		go test -tags chaos -run '^TestChaos$$' ./cmd/starstream -count=1 -timeout 90m -v
+
+# One short round (about 2 minutes): one SIGKILL each of capture, the pipelines, the broker
+# and PostgreSQL, with warehouse faults; make test runs it after the package tests.
+chaos-short:
+	$(ROOT)/deploy/local/chaos-stack.sh run \
+		go test -tags chaos -short -run '^TestChaos$$' ./cmd/starstream -count=1 -timeout 15m -v
+
+# Stops the chaos stack if a run was killed before it could (make chaos stops it itself).
+chaos-down:
+	$(ROOT)/deploy/local/chaos-stack.sh down
 
 .PHONY: chromium
 # Headless Chromium for the status-page browser test (Debian's package).
@@ -62,3 +76,4 @@ chromium:
 .PHONY: test
 test: up chromium
 	go test -count=1 -p 1 -timeout 30m ./...
+	$(MAKE) chaos-short

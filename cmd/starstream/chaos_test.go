@@ -8,24 +8,27 @@ package main
 // PostgreSQL, and the warehouse writes fail or stall now and then (faults.*).
 // Afterwards the warehouse must equal the source: nothing lost, nothing twice.
 //
-// It kills the broker and the database every other test shares, so it is behind
-// the chaos build tag and must run alone:
+// It kills the broker and the database, so it runs on a stack of its own, never
+// on the one other tests share: `make chaos` and `make chaos-short` start one with
+// deploy/local/chaos-stack.sh, which exports its data folder, ports and addresses
+// (STARSTREAM_DATA_DIR, STARSTREAM_PG_PORT, ..., STARSTREAM_PG_DSN,
+// STARSTREAM_KAFKA_BROKERS) and stops it afterwards. The test refuses to run
+// without them:
 //
-//	go test -tags chaos -run TestChaos -v -count=1 -timeout 60m ./cmd/starstream   # ROUNDS=3 by default
-//	go test -tags chaos -run TestChaos -v -count=1 -short ./cmd/starstream          # one shorter round
+//	make chaos ROUNDS=5       # or, by hand:
+//	deploy/local/chaos-stack.sh run go test -tags chaos -run '^TestChaos$' -v -count=1 -timeout 60m ./cmd/starstream
+//	make chaos-short          # one shorter round (-short), part of make test
 //
 // ROUNDS sets the number of rounds, CHAOS_SEED replays a schedule, CHAOS_BIN
 // names a starstream binary to test instead of building the working tree; a
-// failed round's logs and warehouse are kept under test-artifacts/. Before each
-// kill of the broker or the database it waits (up to a minute) for other test
-// binaries on this machine to finish and skips that kill if they do not:
-// CHAOS_FORCE=1 kills regardless.
+// failed round's logs and warehouse are kept under test-artifacts/.
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,7 +63,6 @@ const (
 type chaosTally struct {
 	rounds      int
 	faults      map[string]int
-	skipped     map[string]int // infrastructure kills skipped: other tests were using the stack
 	sinkFaults  int            // injected warehouse failures the retry decorator absorbed
 	selfExits   map[string]int // processes that exited by themselves (restarted by the test)
 	deadLetters map[string]int // dead-lettered records by rule ("decode": valid changes lost)
@@ -80,9 +82,6 @@ func (s *chaosTally) print(t *testing.T) {
 		fmt.Fprintf(&b, " %s=%d", k, s.faults[k])
 	}
 	fmt.Fprintf(&b, " warehouse write failures=%d (plus slow writes)\n", s.sinkFaults)
-	if len(s.skipped) > 0 {
-		fmt.Fprintf(&b, "  skipped (stack in use by other tests): %v\n", s.skipped)
-	}
 	fmt.Fprintf(&b, "  processes that exited by themselves and were restarted: %v\n", s.selfExits)
 	fmt.Fprintf(&b, "  dead-lettered records by rule (decode must be 0): %v\n", s.deadLetters)
 	fmt.Fprintf(&b, "  generator: %d transactions committed, %d failed\n", s.txs, s.genErrors)
@@ -115,11 +114,12 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	requireOwnStack(t, root)
 	bin := os.Getenv("CHAOS_BIN") // a binary built elsewhere, e.g. from a clean export of a commit
 	if bin == "" {
 		bin = buildBinary(t)
 	}
-	tally := &chaosTally{faults: map[string]int{}, skipped: map[string]int{}, selfExits: map[string]int{}, deadLetters: map[string]int{}}
+	tally := &chaosTally{faults: map[string]int{}, selfExits: map[string]int{}, deadLetters: map[string]int{}}
 	defer tally.print(t)
 	for r := 1; r <= rounds; r++ {
 		rng := rand.New(rand.NewPCG(seed, uint64(r)))
@@ -260,11 +260,6 @@ func chaosRound(t *testing.T, bin, root string, rng *rand.Rand, seed int64, tall
 			pipelines.kill(t, time.Duration(rng.IntN(2000))*time.Millisecond)
 		case faultKafka, faultPostgres:
 			service := map[string]string{faultKafka: "kafka", faultPostgres: "postgres"}[f]
-			if !stackIsOurs(t) {
-				tally.skipped[f]++
-				t.Logf("%v: %s skipped: other tests are using the stack", at, f)
-				continue
-			}
 			down := time.Duration(1000+rng.IntN(4000)) * time.Millisecond
 			restarted := crashService(t, root, service, down)
 			t.Logf("%v: %s: down %v, answering again after %v", at, f, down, restarted.Round(100*time.Millisecond))
@@ -625,69 +620,25 @@ func ensureStack(t *testing.T, root string) {
 	}
 }
 
-// stackIsOurs waits up to a minute (CHAOS_FORCE=1: not at all) until no other
-// test binary runs on this machine, and reports whether that happened.
-func stackIsOurs(t *testing.T) bool {
+// requireOwnStack stops the test unless the stack it will crash is a stack of
+// its own (chaos-stack.sh), which the addresses the test uses point at: killing
+// the shared stack would fail every other test running on this machine.
+func requireOwnStack(t *testing.T, root string) {
 	t.Helper()
-	if os.Getenv("CHAOS_FORCE") == "1" {
-		return true
+	data, pgPort, kafkaPort := os.Getenv("STARSTREAM_DATA_DIR"), os.Getenv("STARSTREAM_PG_PORT"), os.Getenv("STARSTREAM_KAFKA_PORT")
+	if data == "" || pgPort == "" || kafkaPort == "" || filepath.Clean(data) == filepath.Join(root, ".data") || pgPort == "55432" || kafkaPort == "19092" {
+		t.Fatalf("the chaos rounds kill PostgreSQL and Kafka: run them on a stack of their own (make chaos, make chaos-short, or deploy/local/chaos-stack.sh run go test ...), not on the shared one (STARSTREAM_DATA_DIR=%q, ports %q/%q)", data, pgPort, kafkaPort)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		others := otherTests()
-		if len(others) == 0 {
-			return true
-		}
-		if time.Now().After(deadline) {
-			t.Logf("other tests running: %s", strings.Join(others, "; "))
-			return false
-		}
-		time.Sleep(2 * time.Second)
-	}
-}
-
-// otherTests lists the command lines of test binaries (*.test) and starstream
-// processes on this machine that are not this test's.
-func otherTests() []string {
-	self := os.Getpid()
-	entries, _ := os.ReadDir("/proc")
-	var out []string
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		base := filepath.Base(args[0])
-		switch {
-		case strings.HasSuffix(base, ".test"):
-		case base == "starstream" && parentPID(pid) != self:
-		default:
-			continue
-		}
-		out = append(out, fmt.Sprintf("pid %d: %s", pid, strings.Join(args, " ")))
-	}
-	sort.Strings(out)
-	return out
-}
-
-func parentPID(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	u, err := url.Parse(capturetest.DSN())
 	if err != nil {
-		return -1
+		t.Fatal("STARSTREAM_PG_DSN is not a URL") // the error would print the password
 	}
-	// pid (comm) state ppid ...: comm may hold spaces, so start after the last ')'.
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 2 {
-		return -1
+	if u.Port() != pgPort {
+		t.Fatalf("STARSTREAM_PG_DSN names port %q, not the chaos stack's %s", u.Port(), pgPort)
 	}
-	ppid, _ := strconv.Atoi(fields[1])
-	return ppid
+	if b := capturetest.Brokers(); len(b) != 1 || b[0] != "127.0.0.1:"+kafkaPort {
+		t.Fatalf("STARSTREAM_KAFKA_BROKERS is %v, not the chaos stack's 127.0.0.1:%s", b, kafkaPort)
+	}
 }
 
 func countInLog(path, what string) int {

@@ -357,12 +357,20 @@ func (c *Consumer) readToMarker(ctx context.Context, p *partition) error {
 func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*partition, bound LSN) error {
 	var out []Record
 	for _, p := range parts {
-		n := 0
-		for n < len(p.pending) && (p.pending[n].Err != nil || p.pending[n].Event.Pos.LSN <= bound) {
-			n++
+		// Every record at or below bound goes, not only a leading run of them: a
+		// producer that replayed puts records below bound after records above it
+		// (already in the partition from before its crash), and leaving those
+		// behind would make releasable true forever with nothing to release.
+		keep := p.pending[:0]
+		for _, r := range p.pending {
+			if r.Err != nil || r.Event.Pos.LSN <= bound {
+				out = append(out, r)
+			} else {
+				keep = append(keep, r)
+			}
 		}
-		out = append(out, p.pending[:n]...)
-		p.pending = p.pending[n:]
+		clear(p.pending[len(keep):]) // drop the released records' buffers
+		p.pending = keep
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Event.Pos.Less(out[j].Event.Pos) })
 	// offsets are what this release commits (partitions that passed a marker);

@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -327,5 +328,90 @@ func TestConsumerResumesAtRecordAboveAReleasedMarker(t *testing.T) {
 	got := consume(300)
 	if len(got) == 0 || got[len(got)-1].LSN != 300 {
 		t.Fatalf("after a restart: got %v, want the record at 300 (committed offsets skipped it)", got)
+	}
+}
+
+// A producer that crashed and replayed puts records below a marker after records
+// above it: [100, 200, 100 again, marker 150, 200 again, marker 200]. Releasing
+// at 150 must hand over both copies of 100 and go on to 200; it used to stop at
+// the first record above 150 and then release nothing, forever (the chaos rounds'
+// pipelines wrote the same checkpoint 30,000 times and never converged).
+var errSpinning = errors.New("spinning")
+
+func TestConsumerReleasesReplayBehindHigherRecord(t *testing.T) {
+	t.Parallel()
+	brokers := streamtest.Brokers(t)
+	ns := streamtest.Name(t, "b")
+	topic := "cdc." + ns + ".x"
+	streamtest.DeleteTopics(t, brokers, topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers}, stream.NewCodecs(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Register(ctx, topic, itemsSchema(ns, "x")); err != nil {
+		t.Fatal(err)
+	}
+	// One key, so one partition holds the whole story.
+	for _, step := range []struct {
+		lsn    stream.LSN
+		marker bool
+	}{{100, false}, {200, false}, {100, false}, {150, true}, {200, false}, {200, true}} {
+		if step.marker {
+			err = w.Mark(ctx, step.lsn)
+		} else {
+			err = w.Write(ctx, []stream.Event{event(ns, "x", 1, step.lsn, 0)})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, end, err := stream.NewAdmin(brokers, nil).EndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, Group: streamtest.Name(t, "g"), Topics: []string{topic}}, stream.NewCodecs(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var got []stream.LSN
+	batches := 0
+	err = c.Run(runCtx, stream.HandlerFunc(func(_ context.Context, b stream.Batch) error {
+		if batches++; batches > 50 {
+			return errSpinning // releases with nothing to release, forever
+		}
+		for _, r := range b.Records {
+			if r.Err != nil {
+				return r.Err
+			}
+			got = append(got, r.Event.Pos.LSN)
+		}
+		if !b.Final {
+			return nil
+		}
+		done := true
+		for p, off := range b.Commit[topic] {
+			done = done && off == end[p]
+		}
+		if done {
+			stop()
+		}
+		return nil
+	}))
+	if errors.Is(err, errSpinning) {
+		t.Fatalf("more than 50 batches for 4 records (handed over %v): the consumer spins on the replayed record", got)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runCtx.Err() == nil || ctx.Err() != nil {
+		t.Fatalf("the consumer never committed the end of the topic (handed over %v)", got)
+	}
+	if want := []stream.LSN{100, 100, 200, 200}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("handed over %v, want %v (both copies, in position order)", got, want)
 	}
 }

@@ -11,8 +11,18 @@ import (
 // ScanToEnd reads every partition of a topic from its first offset up to the end
 // offsets it had when the scan started, calling fn for each message in partition
 // order (markers included). A missing topic scans as empty.
+//
+// It asks the brokers for the topic's metadata afresh: kafka-go's shared
+// transport answers metadata requests from a cache refreshed every 6 s, in which
+// a topic another process created since is missing, so a schema topic created
+// by capture a moment ago would scan as empty and its schemas look unknown.
 func ScanToEnd(ctx context.Context, brokers []string, sec *Security, topic string, fn func(kafka.Message) error) error {
-	admin := NewAdmin(brokers, sec)
+	tr := &kafka.Transport{DialTimeout: dialTimeout, ClientID: "starstream"}
+	if sec != nil {
+		tr.SASL, tr.TLS = sec.mechanism, sec.tls
+	}
+	defer tr.CloseIdleConnections()
+	admin := &Admin{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: tr}, sec: sec}
 	first, end, err := admin.EndOffsets(ctx, topic)
 	if err != nil {
 		if isUnknownTopic(err) {

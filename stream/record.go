@@ -81,6 +81,13 @@ func (d *decoder) decode(ctx context.Context, m kafka.Message) Record {
 // (a record is poison only when the registry says its id does not exist).
 func (d *decoder) resolve(ctx context.Context, ref writerRef) error {
 	if ref.id == 0 {
+		// The caller's context may be a read deadline of 50-500 ms (the
+		// consumer reads ahead under one): a lookup cut short by it would call
+		// a valid record poison, for good (the chaos rounds dead-lettered
+		// snapshot rows as "unknown schema fingerprint" that way). The lookup
+		// gets a deadline of its own instead.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reloadTimeout)
+		defer cancel()
 		if !d.reload(ctx, ref.fp) {
 			return fmt.Errorf("%w: %016x", ErrUnknownSchema, ref.fp)
 		}
@@ -104,6 +111,10 @@ func (d *decoder) resolve(ctx context.Context, ref writerRef) error {
 		backoff = min(2*backoff, 30*time.Second)
 	}
 }
+
+// reloadTimeout bounds one record's lookup in the schema topic (five scans
+// with backoff between them).
+const reloadTimeout = 30 * time.Second
 
 func (d *decoder) reload(ctx context.Context, fp uint64) bool {
 	// A schema is published before the records that use it, but a consumer can

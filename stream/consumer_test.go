@@ -415,3 +415,34 @@ func TestConsumerReleasesReplayBehindHigherRecord(t *testing.T) {
 		t.Fatalf("handed over %v, want %v (both copies, in position order)", got, want)
 	}
 }
+
+// A follower whose partition fails must say so: it used to return nil, as if
+// stopped, leaving its gate frozen and the pipeline gated on it waiting forever
+// (after a broker restart in the chaos rounds).
+func TestFollowerReportsFailure(t *testing.T) {
+	t.Parallel()
+	brokers := streamtest.Brokers(t)
+	ns := streamtest.Name(t, "f")
+	topic := "dim." + ns + ".x"
+	streamtest.DeleteTopics(t, brokers, topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers}, stream.NewCodecs(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Register(ctx, topic, itemsSchema(ns, "x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(ctx, []stream.Event{event(ns, "x", 1, 10, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	broken := errors.New("apply failed")
+	f := stream.NewFollower(stream.FollowerConfig{Brokers: brokers, Topic: topic}, stream.NewCodecs(),
+		func(stream.Record) error { return broken }, log)
+	if err := f.Run(ctx); !errors.Is(err, broken) {
+		t.Fatalf("Run returned %v after a partition failed, want the failure", err)
+	}
+}

@@ -60,11 +60,15 @@ func (f *Follower) Run(ctx context.Context) error {
 	f.mu.Lock()
 	f.parts = n
 	f.mu.Unlock()
-	g, ctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	for p := 0; p < n; p++ {
-		g.Go(func() error { return f.follow(ctx, p) })
+		g.Go(func() error { return f.follow(gctx, p) })
 	}
 	err = g.Wait()
+	// Only the caller's stop is a clean end. The group's own context is
+	// cancelled by the first partition that fails too: taking that for a stop
+	// left the gate frozen while the pipeline gated on it waited forever (the
+	// chaos rounds' broker restarts made a partition's reads fail).
 	if ctx.Err() != nil {
 		return nil
 	}

@@ -63,9 +63,17 @@ cmd_run() {
   pgid="" # global: the EXIT trap runs after this function returned
   # shellcheck disable=SC2317  # called by the traps
   cleanup() {
+    local st=$?
     trap - EXIT INT TERM HUP
     [ -z "$pgid" ] || stop_group "$pgid"
     stack_down
+    if [ "$st" != 0 ]; then # evidence beside the rounds' own (test-artifacts/chaos-*)
+      local keep
+      keep="$REPO/test-artifacts/chaos-stack-$(date -u +%Y%m%dT%H%M%S)"
+      mkdir -p "$keep"
+      cp "$DATA/kafka/kafka.log" "$DATA/kafka/kafka.out" "$DATA/postgres/postgres.log" "$keep/" 2>/dev/null || true
+      log "stack logs kept in $keep"
+    fi
   }
   trap cleanup EXIT
   trap 'log "interrupted"; cleanup; exit 130' INT HUP

@@ -19,6 +19,11 @@ type sales struct {
 	orders map[int64]*order
 	lines  map[int64]*line
 	parked map[int64][]int64 // order id → items that arrived before their order
+	// items indexes the resolved lines by order id. It outlives the order:
+	// an order deleted or truncated and written again (capture's re-snapshot
+	// after a crash truncates every table first) finds its lines here, so its
+	// status changes still reach them.
+	items map[int64]map[int64]bool
 }
 
 type order struct {
@@ -27,7 +32,6 @@ type order struct {
 	status     any
 	orderedAt  any
 	pos        stream.Position
-	items      map[int64]bool
 }
 
 type line struct {
@@ -44,7 +48,15 @@ func newSales(p *Pipeline) *sales {
 }
 
 func (s *sales) reset() {
-	s.orders, s.lines, s.parked = map[int64]*order{}, map[int64]*line{}, map[int64][]int64{}
+	s.orders, s.lines, s.parked, s.items = map[int64]*order{}, map[int64]*line{}, map[int64][]int64{}, map[int64]map[int64]bool{}
+}
+
+// index records a resolved line under its order.
+func (s *sales) index(oid, id int64) {
+	if s.items[oid] == nil {
+		s.items[oid] = map[int64]bool{}
+	}
+	s.items[oid][id] = true
 }
 
 var (
@@ -136,7 +148,7 @@ func (s *sales) restore(ev stream.Event) error {
 		}
 		o := s.orders[id]
 		if o == nil {
-			o = &order{items: map[int64]bool{}}
+			o = &order{}
 			s.orders[id] = o
 		}
 		o.customerID, o.campaignID, o.status, o.orderedAt, o.pos = ev.After["customer_id"], ev.After["campaign_id"], ev.After["status"], ev.After["ordered_at"], ev.Pos
@@ -174,9 +186,7 @@ func (s *sales) addLine(id int64, l *line) {
 		s.parked[oid] = append(s.parked[oid], id)
 		return
 	}
-	if o := s.orders[oid]; o != nil {
-		o.items[id] = true
-	}
+	s.index(oid, id)
 }
 
 func (s *sales) dropLine(id int64) {
@@ -185,8 +195,11 @@ func (s *sales) dropLine(id int64) {
 		return
 	}
 	oid, _ := asInt(l.src["order_id"])
-	if o := s.orders[oid]; o != nil {
-		delete(o.items, id)
+	if ids := s.items[oid]; ids != nil {
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(s.items, oid)
+		}
 	}
 	if ids := s.parked[oid]; len(ids) > 0 {
 		keep := ids[:0]
@@ -241,9 +254,8 @@ func (s *sales) applyOrder(ev stream.Event) (rows []sinks.Row, state []stream.Ev
 		delete(s.orders, id)
 		return nil, []stream.Event{s.orderRecord(id, &order{pos: ev.Pos}, true)}
 	}
-	statusChanged := o != nil && o.status != ev.After["status"]
 	if o == nil {
-		o = &order{items: map[int64]bool{}}
+		o = &order{}
 		s.orders[id] = o
 	}
 	o.customerID, o.campaignID, o.status, o.orderedAt, o.pos = ev.After["customer_id"], ev.After["campaign_id"], ev.After["status"], ev.After["ordered_at"], ev.Pos
@@ -253,19 +265,22 @@ func (s *sales) applyOrder(ev stream.Event) (rows []sinks.Row, state []stream.Ev
 		l := s.lines[itemID]
 		s.compute(itemID, l, o)
 		l.pos = maxPos(l.pos, ev.Pos)
-		o.items[itemID] = true
+		s.index(id, itemID)
 		rows = append(rows, s.row(l))
 		state = append(state, s.lineRecord(itemID, l, false))
 	}
 	delete(s.parked, id)
-	if statusChanged {
-		for itemID := range o.items {
-			l := s.lines[itemID]
-			l.fact["order_status"] = o.status
-			l.pos = ev.Pos
-			rows = append(rows, s.row(l))
-			state = append(state, s.lineRecord(itemID, l, false))
+	// The status follows the order onto its lines: those of an order that
+	// changed, and those of an order written again after a delete or truncate.
+	for itemID := range s.items[id] {
+		l := s.lines[itemID]
+		if l.fact["order_status"] == o.status {
+			continue
 		}
+		l.fact["order_status"] = o.status
+		l.pos = maxPos(l.pos, ev.Pos)
+		rows = append(rows, s.row(l))
+		state = append(state, s.lineRecord(itemID, l, false))
 	}
 	return rows, state
 }
@@ -286,10 +301,7 @@ func (s *sales) applyItem(ev stream.Event) (rows []sinks.Row, state []stream.Eve
 			}
 			state = append(state, s.lineRecord(id, l, true))
 		}
-		s.lines, s.parked = map[int64]*line{}, map[int64][]int64{}
-		for _, o := range s.orders {
-			o.items = map[int64]bool{}
-		}
+		s.lines, s.parked, s.items = map[int64]*line{}, map[int64][]int64{}, map[int64]map[int64]bool{}
 		return rows, state
 	}
 	id, ok := asInt(ev.Key["order_item_id"])

@@ -318,7 +318,7 @@ func TestBadInputPoisonRecordsAreDeadLettered(t *testing.T) {
 		reason     []string // every one must be in the reason header
 	}{
 		{"not avro", []byte("not-avro-key"), []byte(`{"customer_id": 1, "json": "is not avro"}`),
-			[]string{input, "undecodable record", "not avro single-object encoding"}},
+			[]string{input, "undecodable record", "neither avro single-object encoding nor the Confluent wire format"}},
 		{"unknown fingerprint", real.Key, unknown,
 			[]string{input, "unknown schema fingerprint", fmt.Sprintf("%016x", fp)}},
 		{"truncated", real.Key, real.Value[:len(real.Value)/2],

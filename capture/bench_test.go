@@ -131,8 +131,11 @@ func benchOnce(b *testing.B, rows, txns int) {
 	}
 	b.Logf("%d rows in %d transactions written in %s", rows, txns, time.Since(loadStart).Round(time.Millisecond))
 	loadBefore := loadAvg()
+	broker := brokerPID()
 
+	brokerCPU0 := procCPU(broker)
 	recvA := recvlogical(b, recvSlots[0], cfg.Publication, endStr)
+	brokerCPU1 := procCPU(broker)
 
 	// Capture, until the slot confirmed the end of the load (Kafka acknowledged all).
 	logSize := fileSize(logPath)
@@ -164,13 +167,16 @@ func benchOnce(b *testing.B, rows, txns int) {
 	capDur := time.Since(capStart)
 	capCPU := procCPU(child.Process.Pid)
 	capSenderCPU := sender.stop()
+	brokerCPU2 := procCPU(broker)
 	if kb := vmHWM(child.Process.Pid); kb > peak.Load() {
 		peak.Store(kb)
 	}
 	close(stop)
 	_ = child.Process.Signal(syscall.SIGTERM)
 
+	brokerCPU3 := procCPU(broker)
 	recvB := recvlogical(b, recvSlots[1], cfg.Publication, endStr)
+	brokerCPU4 := procCPU(broker)
 	loadAfter := loadAvg()
 
 	// A figure is only worth reporting if every row is in Kafka.
@@ -202,6 +208,14 @@ func benchOnce(b *testing.B, rows, txns int) {
 	fmt.Printf("bench-capture %s: CPU s per 1M rows: capture %.1f + its walsender %.1f; pg_recvlogical %.1f/%.1f + its walsender %.1f/%.1f (before/after); load average %s → %s\n",
 		b.Name(), capCPU.Seconds()*perM, capSenderCPU.Seconds()*perM, recvA.cpu.Seconds()*perM, recvB.cpu.Seconds()*perM,
 		recvA.senderCPU.Seconds()*perM, recvB.senderCPU.Seconds()*perM, loadBefore, loadAfter)
+	if broker != 0 {
+		// The broker is shared: what it spends while pg_recvlogical runs is
+		// other tests' traffic, the floor under its figure during capture.
+		fmt.Printf("bench-capture %s: Kafka broker CPU s: %.1f during capture (%.1f/s), %.1f/%.1f during pg_recvlogical (%.1f/s: other clients)\n",
+			b.Name(), (brokerCPU2 - brokerCPU1).Seconds(), (brokerCPU2-brokerCPU1).Seconds()/capDur.Seconds(),
+			(brokerCPU1 - brokerCPU0).Seconds(), (brokerCPU4 - brokerCPU3).Seconds(),
+			(brokerCPU1-brokerCPU0+brokerCPU4-brokerCPU3).Seconds()/(recvA.dur+recvB.dur).Seconds())
+	}
 }
 
 type recvRun struct {
@@ -296,6 +310,31 @@ func procCPU(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * (time.Second / 100)
+}
+
+// brokerPID returns the PID of the Kafka broker listening on the port of
+// capturetest.Brokers() (a kafka.Kafka process whose properties file names
+// that port), or 0 when there is not exactly one.
+func brokerPID() int {
+	_, port, _ := strings.Cut(capturetest.Brokers()[0], ":")
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	found := 0
+	for _, d := range dirs {
+		raw, err := os.ReadFile(d)
+		if err != nil || !bytes.Contains(raw, []byte("kafka.Kafka\x00")) {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		props, err := os.ReadFile(args[len(args)-1])
+		if err != nil || !bytes.Contains(props, []byte(":"+port+"\n")) && !bytes.Contains(props, []byte(":"+port+",")) {
+			continue
+		}
+		if found != 0 {
+			return 0
+		}
+		found, _ = strconv.Atoi(filepath.Base(filepath.Dir(d)))
+	}
+	return found
 }
 
 func loadAvg() string {

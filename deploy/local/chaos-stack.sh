@@ -82,7 +82,7 @@ cmd_run() {
   stack_down # a run killed with SIGKILL may have left it up
   rm -rf "$DATA"
   "$LOCAL/up.sh" 7>&-
-  log "running $* against $STARSTREAM_PG_DSN, $STARSTREAM_KAFKA_BROKERS"
+  log "running $* against PostgreSQL 127.0.0.1:$PG_PORT and Kafka $KAFKA_BROKERS"
   # setsid: the command and everything it starts (test binaries, starstream processes) form
   # one process group, which cleanup can stop without naming any process by name. The
   # services that up.sh starts detach into sessions of their own, and down.sh stops them.

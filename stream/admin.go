@@ -52,6 +52,7 @@ func (c TopicConfig) Validate() error {
 type Admin struct {
 	client *kafka.Client
 	sec    *Security
+	fresh  bool // on a transport of its own: its metadata is never a stale cache
 }
 
 // NewAdmin returns an admin client for the brokers; sec nil is plaintext.
@@ -101,7 +102,31 @@ func (a *Admin) EnsureTopic(ctx context.Context, topic string, cfg TopicConfig) 
 }
 
 // Partitions returns the partition count of a topic, or kafka.UnknownTopicOrPartition.
+//
+// The shared transport answers from a metadata cache refreshed every few
+// seconds, in which a topic another process created a moment ago is missing or
+// still leaderless; such an answer is checked once with the brokers themselves.
 func (a *Admin) Partitions(ctx context.Context, topic string) (int, error) {
+	n, err := a.partitions(ctx, topic)
+	if (isUnknownTopic(err) || errors.Is(err, kafka.LeaderNotAvailable)) && !a.fresh {
+		fresh, done := freshAdmin(a.client.Addr, a.sec)
+		defer done()
+		return fresh.partitions(ctx, topic)
+	}
+	return n, err
+}
+
+// freshAdmin is an admin on a transport of its own, whose first metadata
+// request goes to the brokers; done closes its connections.
+func freshAdmin(addr net.Addr, sec *Security) (*Admin, func()) {
+	tr := &kafka.Transport{DialTimeout: dialTimeout, ClientID: "starstream"}
+	if sec != nil {
+		tr.SASL, tr.TLS = sec.mechanism, sec.tls
+	}
+	return &Admin{client: &kafka.Client{Addr: addr, Timeout: 10 * time.Second, Transport: tr}, sec: sec, fresh: true}, tr.CloseIdleConnections
+}
+
+func (a *Admin) partitions(ctx context.Context, topic string) (int, error) {
 	md, err := a.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return 0, fmt.Errorf("metadata of %s: %w", topic, describeSecurityError(a.sec, describeDialError(err)))

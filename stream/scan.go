@@ -17,12 +17,8 @@ import (
 // a topic another process created since is missing, so a schema topic created
 // by capture a moment ago would scan as empty and its schemas look unknown.
 func ScanToEnd(ctx context.Context, brokers []string, sec *Security, topic string, fn func(kafka.Message) error) error {
-	tr := &kafka.Transport{DialTimeout: dialTimeout, ClientID: "starstream"}
-	if sec != nil {
-		tr.SASL, tr.TLS = sec.mechanism, sec.tls
-	}
-	defer tr.CloseIdleConnections()
-	admin := &Admin{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: tr}, sec: sec}
+	admin, done := freshAdmin(kafka.TCP(brokers...), sec)
+	defer done()
 	first, end, err := admin.EndOffsets(ctx, topic)
 	if err != nil {
 		if isUnknownTopic(err) {

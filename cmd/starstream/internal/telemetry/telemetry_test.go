@@ -50,6 +50,11 @@ var documented = map[string]struct {
 	"starstream_capture_slot_safe_wal_size_bytes": {dto.MetricType_GAUGE, nil},
 	"starstream_capture_slot_wal_status":          {dto.MetricType_GAUGE, nil},
 	"starstream_capture_snapshot_rows_total":      {dto.MetricType_COUNTER, []string{"table"}},
+	"starstream_capture_backfill_rows_total":      {dto.MetricType_COUNTER, []string{"table"}},
+	"starstream_capture_snapshot_progress_rows":   {dto.MetricType_GAUGE, []string{"table"}},
+	"starstream_capture_snapshot_rows_per_second": {dto.MetricType_GAUGE, []string{"table"}},
+	"starstream_capture_snapshot_eta_seconds":     {dto.MetricType_GAUGE, []string{"table"}},
+	"starstream_capture_snapshot_estimated_rows":  {dto.MetricType_GAUGE, []string{"table"}},
 }
 
 func newTelemetry(t *testing.T, cfg Config) *Telemetry {
@@ -82,7 +87,7 @@ func recordLikeOtherPackages(t *testing.T, m metric.Meter) {
 	pm.Sink(ctx, "dim_customer", 42*time.Millisecond, 1)
 
 	table := attribute.String("table", "shop.customers")
-	for _, name := range []string{"starstream_capture_events_total", "starstream_capture_snapshot_rows_total"} {
+	for _, name := range []string{"starstream_capture_events_total", "starstream_capture_snapshot_rows_total", "starstream_capture_backfill_rows_total"} {
 		c, err := m.Int64Counter(name)
 		must(err)
 		c.Add(ctx, 3, metric.WithAttributes(table))
@@ -97,6 +102,24 @@ func recordLikeOtherPackages(t *testing.T, m metric.Meter) {
 		gauge, err := m.Int64Gauge(g.name, metric.WithUnit(g.unit))
 		must(err)
 		gauge.Record(ctx, 7)
+	}
+	// The snapshot's progress, per table being read (capture observes them).
+	for _, g := range []struct {
+		name, unit string
+		float      bool
+	}{
+		{"starstream_capture_snapshot_progress_rows", "", false}, {"starstream_capture_snapshot_estimated_rows", "", false},
+		{"starstream_capture_snapshot_rows_per_second", "", true}, {"starstream_capture_snapshot_eta_seconds", "s", true},
+	} {
+		if g.float {
+			gauge, err := m.Float64Gauge(g.name, metric.WithUnit(g.unit))
+			must(err)
+			gauge.Record(ctx, 7, metric.WithAttributes(table))
+			continue
+		}
+		gauge, err := m.Int64Gauge(g.name, metric.WithUnit(g.unit))
+		must(err)
+		gauge.Record(ctx, 7, metric.WithAttributes(table))
 	}
 	g, err := m.Float64Gauge("starstream_capture_slot_lag_seconds", metric.WithUnit("s"))
 	must(err)

@@ -28,7 +28,8 @@ import (
 //  1. the backfiller announces the chunk to the reader (an in-memory window)
 //     and commits a low-watermark row;
 //  2. it reads the chunk in a REPEATABLE READ transaction S, keeping S's
-//     transaction snapshot (pg_current_snapshot);
+//     transaction snapshot (pg_current_snapshot); S locks the table (ACCESS
+//     SHARE, before its snapshot) so that no rewrite empties it (lockTables);
 //  3. it commits a high-watermark row.
 //
 // The reader sees both rows in the WAL, in commit order. While a job runs it
@@ -245,16 +246,9 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 		job.done, job.err = true, fmt.Sprintf("table %s is not in publication %s", job.table, c.cfg.Publication)
 		return c.saveProgress(ctx, conn, job)
 	}
-	cr, err := newChunkReader(ctx, conn, &typeCatalog{db: conn}, schema, table, c.cfg.TopicPrefix)
-	if err != nil {
+	jt := &jobTable{skip: b.skip[job.table]}
+	if err := jt.use(ctx, conn, schema, table, c.cfg.TopicPrefix); err != nil {
 		return err
-	}
-	skip := b.skip[job.table]
-	var codec *stream.TableCodec
-	if len(skip) > 0 {
-		if codec, err = stream.NewTableCodec(stream.NewCodecs(), cr.rel.Schema); err != nil {
-			return err
-		}
 	}
 	name := job.table
 	b.table.Store(&name)
@@ -267,10 +261,14 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 	for {
 		w := newWindow(job.table)
 		w.job = job.job
-		last, n, done, err := b.chunk(ctx, conn, cr, w, job.lastKey, skip, codec)
+		last, n, done, err := b.chunk(ctx, conn, jt, w, job.lastKey)
 		if err != nil {
 			b.active.CompareAndSwap(w, nil)
-			return err
+			// The reader may have seen the low watermark: its rows go.
+			if _, derr := conn.Exec(ctx, `DELETE FROM `+c.signalIdent()+` WHERE slot_name = $1 AND chunk = $2`, c.cfg.Slot, w.id); derr != nil {
+				c.log.Warn("clean signal table", "table", job.table, "error", derr)
+			}
+			return fmt.Errorf("backfill chunk of %s (read again later): %w", job.table, err)
 		}
 		select {
 		case <-w.emitted:
@@ -280,13 +278,8 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 				return fmt.Errorf("clean signal table: %w", err)
 			}
 			// The table may have changed: read it as it is now.
-			if cr, err = newChunkReader(ctx, conn, &typeCatalog{db: conn}, schema, table, c.cfg.TopicPrefix); err != nil {
+			if err := jt.use(ctx, conn, schema, table, c.cfg.TopicPrefix); err != nil {
 				return err
-			}
-			if codec != nil {
-				if codec, err = stream.NewTableCodec(stream.NewCodecs(), cr.rel.Schema); err != nil {
-					return err
-				}
 			}
 			continue
 		case <-ctx.Done():
@@ -324,10 +317,42 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 	}
 }
 
+// jobTable is the table a backfill job reads, as it is now.
+type jobTable struct {
+	cr *chunkReader
+	// skip: encoded keys an interrupted run already published (prepare);
+	// codec encodes keys to look them up.
+	skip  map[string]struct{}
+	codec *stream.TableCodec
+}
+
+// use reads the table's columns from the catalog (newChunkReader).
+func (jt *jobTable) use(ctx context.Context, db querier, schema, table, prefix string) error {
+	cr, err := newChunkReader(ctx, db, &typeCatalog{db: db}, schema, table, prefix)
+	if err != nil {
+		return err
+	}
+	return jt.set(cr)
+}
+
+func (jt *jobTable) set(cr *chunkReader) error {
+	if jt.cr == cr {
+		return nil
+	}
+	jt.cr = cr
+	if len(jt.skip) > 0 {
+		codec, err := stream.NewTableCodec(stream.NewCodecs(), cr.rel.Schema)
+		if err != nil {
+			return err
+		}
+		jt.codec = codec
+	}
+	return nil
+}
+
 // chunk reads one chunk between a low and a high watermark and returns its
 // end key, the rows read and whether the table is done.
-func (b *backfiller) chunk(ctx context.Context, conn *pgx.Conn, cr *chunkReader, w *window, after []string,
-	skip map[string]struct{}, codec *stream.TableCodec) ([]string, int, bool, error) {
+func (b *backfiller) chunk(ctx context.Context, conn *pgx.Conn, jt *jobTable, w *window, after []string) ([]string, int, bool, error) {
 	c := b.c
 	b.active.Store(w)
 	insert := `INSERT INTO ` + c.signalIdent() + ` (slot_name, kind, table_name, chunk) VALUES ($1, $2, $3, $4)`
@@ -339,6 +364,12 @@ func (b *backfiller) chunk(ctx context.Context, conn *pgx.Conn, cr *chunkReader,
 		return nil, 0, false, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	// The lock before the snapshot (lockTables): a chunk read while a
+	// rewrite commits would see no rows and end the job early. It is held
+	// only while the chunk is read, not across the high watermark.
+	if err := lockTables(ctx, tx, c.cfg.LockTimeout, [2]string{jt.cr.schema, jt.cr.table}); err != nil {
+		return nil, 0, false, err
+	}
 	var snap string
 	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap); err != nil {
 		return nil, 0, false, fmt.Errorf("read chunk snapshot: %w", err)
@@ -346,6 +377,15 @@ func (b *backfiller) chunk(ctx context.Context, conn *pgx.Conn, cr *chunkReader,
 	if w.snap, err = parseTxSnapshot(snap); err != nil {
 		return nil, 0, false, err
 	}
+	// A schema change may have committed while the lock was awaited.
+	cr, err := jt.cr.refresh(ctx, tx, c.cfg.TopicPrefix)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if err := jt.set(cr); err != nil {
+		return nil, 0, false, err
+	}
+	skip, codec := jt.skip, jt.codec
 	var kb []byte
 	last, n, done, err := cr.read(ctx, tx, after, c.cfg.SnapshotChunkRows, func(raw [][]byte) error {
 		row, err := cr.decode(raw)

@@ -2,6 +2,7 @@ package capture_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -225,6 +226,96 @@ func TestBackfillAfterAddColumn(t *testing.T) {
 		}
 		if ev.After["qty"] != want {
 			t.Fatalf("key %d: newest %s has qty %v, want %d", id, ev.Op, ev.After["qty"], want)
+		}
+	}
+}
+
+// TestBackfillDuringTableRewrite: a backfill requested while ALTER TABLE ...
+// TYPE (a table rewrite, which is not MVCC-safe) holds its table waits for
+// the table's lock before its chunk's snapshot, fails the chunk when the
+// lock is not granted in time and reads it again later, then publishes every
+// row in the new type. Taken the other way round (snapshot, then lock) the
+// chunk read the rewritten file through the older snapshot, saw no rows, and
+// the job ended at once, empty.
+func TestBackfillDuringTableRewrite(t *testing.T) {
+	t.Parallel()
+	db := capturetest.Connect(t)
+	schema := capturetest.NewSchema(t)
+	tbl := pgx.Identifier{schema, "items"}.Sanitize()
+	const n = 700
+	exec(t, db, "CREATE TABLE "+tbl+" (id int PRIMARY KEY, v int NOT NULL)")
+	exec(t, db, "INSERT INTO "+tbl+" SELECT g, g FROM generate_series(1, $1::int) g", n)
+	cfg := capturetest.Config(t, schema)
+	cfg.SnapshotChunkRows = 200
+	cfg.LockTimeout = 500 * time.Millisecond
+	w, codecs := capturetest.NewWriter(t)
+	topic := stream.Topic("cdc", schema, "items")
+	capturetest.Start(t, cfg, w)
+	capturetest.ReadUntil(t, topic, codecs, capturetest.Fence(t, db), time.Minute)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rewrite, err := capturetest.Connect(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rewrite.Rollback(context.Background()) //nolint:errcheck // committed below
+	if _, err := rewrite.Exec(ctx, "ALTER TABLE "+tbl+" ALTER COLUMN v TYPE text USING 'v' || v"); err != nil {
+		t.Fatal(err)
+	}
+	job, err := capture.RequestBackfill(ctx, cfg, schema+".items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waits := 0
+	capturetest.Eventually(t, time.Minute, "two lock waits of the backfill's chunk", func() bool {
+		var waiting bool
+		if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE relation = $1::regclass
+			AND mode = 'AccessShareLock' AND NOT granted)`, tbl).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			waits++
+			time.Sleep(cfg.LockTimeout) // the next wait is the chunk's next try
+		}
+		return waits >= 2
+	})
+	st, err := capture.Backfill(ctx, cfg, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Done || st.Rows != 0 {
+		t.Fatalf("while the rewrite holds the table: %+v; want not done, 0 rows", st)
+	}
+	if err := rewrite.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	capturetest.Eventually(t, time.Minute, "backfill "+job+" done", func() bool {
+		if st, err = capture.Backfill(ctx, cfg, job); err != nil {
+			t.Fatal(err)
+		}
+		return st.Done
+	})
+	if st.Rows != n || st.Error != "" {
+		t.Fatalf("backfill ended with %+v; want %d rows", st, n)
+	}
+	var signals int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM public.starstream_signal WHERE slot_name = $1 AND kind <> 'backfill'`,
+		cfg.Slot).Scan(&signals); err != nil {
+		t.Fatal(err)
+	}
+	if signals != 0 {
+		t.Errorf("%d watermark rows left in the signal table, also of the failed chunks; want none", signals)
+	}
+	recs := capturetest.ReadUntil(t, topic, codecs, capturetest.Fence(t, db), time.Minute)
+	newest := map[int64]stream.Event{}
+	for _, ev := range capturetest.Events(recs) {
+		newest[ev.Key["id"].(int64)] = ev
+	}
+	for id := int64(1); id <= n; id++ {
+		ev := newest[id]
+		if want := fmt.Sprintf("v%d", id); ev.Op != stream.OpSnapshot || ev.After["v"] != want {
+			t.Fatalf("key %d: newest %s %v; want the backfilled row with v %q", id, ev.Op, ev.After, want)
 		}
 	}
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/starstream/starstream/capture/internal/pgdecode"
 )
@@ -150,4 +153,77 @@ func (cr *chunkReader) decode(raw [][]byte) (map[string]any, error) {
 		after[name] = val
 	}
 	return after, nil
+}
+
+// lockTables takes ACCESS SHARE locks on tables (schema, name) in tx, waiting
+// at most timeout. TRUNCATE and the table-rewriting forms of ALTER TABLE are
+// not MVCC-safe: a transaction whose snapshot was taken before such a
+// rewrite committed reads the new file through that snapshot and sees no
+// rows at all. Holding the lock keeps rewrites out while the transaction
+// reads; taken before the snapshot (LOCK takes none), it makes the snapshot
+// see a rewrite that committed meanwhile. SELECT on a table suffices for the
+// lock, so the least-privilege role can take it.
+func lockTables(ctx context.Context, tx pgx.Tx, timeout time.Duration, tables ...[2]string) error {
+	if len(tables) == 0 {
+		return nil
+	}
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = pgx.Identifier{t[0], t[1]}.Sanitize()
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", max(timeout.Milliseconds(), 1))); err != nil {
+		return fmt.Errorf("set lock timeout: %w", err)
+	}
+	_, err := tx.Exec(ctx, "LOCK TABLE "+strings.Join(names, ", ")+" IN ACCESS SHARE MODE")
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
+		return fmt.Errorf("%w: %s not granted within %s (a schema change or TRUNCATE holds it): %w",
+			ErrLockTimeout, strings.Join(names, ", "), timeout, err)
+	}
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", strings.Join(names, ", "), err)
+	}
+	return nil
+}
+
+// rewritten returns those of tables (locked by tx) whose file changed
+// since tx's snapshot was taken: TRUNCATE or a table-rewriting ALTER TABLE
+// committed between the snapshot and the lock, so the snapshot would read
+// them as empty. pg_class read by a query shows the snapshot's version;
+// pg_relation_filenode reads the catalog as it is now.
+func rewritten(ctx context.Context, tx pgx.Tx, tables ...[2]string) ([]string, error) {
+	if len(tables) == 0 {
+		return nil, nil
+	}
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = pgx.Identifier{t[0], t[1]}.Sanitize()
+	}
+	rows, err := tx.Query(ctx, `SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = ANY($1::regclass[]) AND c.relfilenode <> pg_relation_filenode(c.oid)`, names)
+	if err != nil {
+		return nil, fmt.Errorf("check for table rewrites: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// refresh returns a reader for the table as it is in db's transaction (which
+// holds a lock on it): cr itself unless its columns or key changed since cr
+// was built (ALTER TABLE committed before the lock was granted).
+func (cr *chunkReader) refresh(ctx context.Context, db querier, prefix string) (*chunkReader, error) {
+	meta, cols, err := loadTableMeta(ctx, db, cr.schema, cr.table)
+	if err != nil {
+		return nil, err
+	}
+	same := meta.oid == cr.rel.ID && len(cols) == len(cr.cols) && len(meta.pk) == len(cr.pkIdx)
+	for i := 0; same && i < len(cols); i++ {
+		same = cols[i] == cr.cols[i]
+	}
+	for _, name := range meta.pk { // meta.pk is in column order, pkIdx in the index's
+		same = same && slices.ContainsFunc(cr.pkIdx, func(j int) bool { return cr.cols[j].Name == name })
+	}
+	if same {
+		return cr, nil
+	}
+	return newChunkReader(ctx, db, &typeCatalog{db: db}, cr.schema, cr.table, prefix)
 }

@@ -62,6 +62,11 @@ type Config struct {
 	// unit of progress: its end key is recorded once Kafka acknowledged it,
 	// and a snapshot interrupted by a crash resumes after the last one.
 	SnapshotChunkRows int
+	// LockTimeout bounds the wait for the ACCESS SHARE lock a snapshot or
+	// backfill chunk takes on its tables before it reads them (default 10s):
+	// a table rewrite (ALTER TABLE ... TYPE, TRUNCATE) holding the table
+	// longer fails the snapshot, or the chunk, which is read again later.
+	LockTimeout time.Duration
 	// StateTable records the slots this capture created, so that a slot that
 	// disappears is noticed instead of silently re-snapshotted
 	// (default "public.starstream_capture_state"). Snapshot and backfill
@@ -116,6 +121,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SnapshotChunkRows == 0 {
 		c.SnapshotChunkRows = 10000
+	}
+	if c.LockTimeout == 0 {
+		c.LockTimeout = 10 * time.Second
 	}
 	if c.StateTable == "" {
 		c.StateTable = defaultStateTable
@@ -181,6 +189,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInFlight > 0 && c.ChunkEvents > c.MaxInFlight {
 		errs = append(errs, fmt.Errorf("chunk events %d exceed max in flight %d", c.ChunkEvents, c.MaxInFlight))
+	}
+	if c.LockTimeout < 0 {
+		errs = append(errs, fmt.Errorf("lock timeout %s is negative", c.LockTimeout))
 	}
 	if c.RetryMin < 0 || c.RetryMax < c.RetryMin {
 		errs = append(errs, errors.New("retry backoff must satisfy 0 <= min <= max"))

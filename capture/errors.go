@@ -17,6 +17,9 @@ var (
 	// ErrPrivilege marks something the capture role may not do and an admin
 	// must do or grant first (publication, state table).
 	ErrPrivilege = errors.New("insufficient privilege")
+	// ErrLockTimeout marks a table that could not be locked for reading
+	// within Config.LockTimeout: something (a table rewrite) holds it.
+	ErrLockTimeout = errors.New("table lock not granted in time")
 	// ErrUnsupported marks source data capture cannot represent.
 	ErrUnsupported = errors.New("unsupported source")
 

@@ -97,6 +97,22 @@ func TestLeastPrivilegeCaptureOverTLSAndSASL(t *testing.T) {
 		exec(t, admin, "INSERT INTO "+tbl+" VALUES ($1, $2)", i, fmt.Sprintf("item %d", i))
 	}
 	exec(t, admin, "UPDATE "+tbl+" SET name = 'renamed' WHERE id = 3")
+	// A backfill as the role: its chunks lock the table (ACCESS SHARE, which
+	// SELECT allows), as the snapshot workers did.
+	job, err := capture.RequestBackfill(ctx, cfg, schema+".items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st capture.BackfillStatus
+	capturetest.Eventually(t, 60*time.Second, "backfill "+job+" done", func() bool {
+		if st, err = capture.Backfill(ctx, cfg, job); err != nil {
+			t.Fatal(err)
+		}
+		return st.Done
+	})
+	if st.Rows != 30 || st.Error != "" {
+		t.Errorf("backfill as %s: %+v; want 30 rows", capturetest.CaptureRole, st)
+	}
 	fence := capturetest.Fence(t, admin)
 	recs := capturetest.ReadUntil(t, stream.Topic("cdc", schema, "items"), codecs, fence, 90*time.Second)
 

@@ -110,11 +110,30 @@ func (c *Capture) snapshot(ctx context.Context, slot pglogreplSlot, p *pipeline,
 	if err != nil {
 		return err
 	}
-	var tables []snapTable
+	var locked [][2]string
 	for _, t := range all {
-		if c.isInternal(t[0], t[1]) {
-			continue
+		if !c.isInternal(t[0], t[1]) {
+			locked = append(locked, t)
 		}
+	}
+	// Every worker locks every table right after importing the snapshot, as
+	// pg_dump does (lockTables): no rewrite commits while the snapshot is
+	// read, and a worker's read never queues behind a rewrite waiting for
+	// another worker's lock. A rewrite that committed between the export
+	// and the locks left files the snapshot reads as empty: start over.
+	for _, tx := range workers {
+		if err := lockTables(ctx, tx, c.cfg.LockTimeout, locked...); err != nil {
+			return err
+		}
+	}
+	if names, err := rewritten(ctx, workers[0], locked...); err != nil {
+		return err
+	} else if len(names) > 0 {
+		return fmt.Errorf("%s rewritten (TRUNCATE or ALTER TABLE) after the snapshot was exported: the snapshot starts over",
+			strings.Join(names, ", "))
+	}
+	var tables []snapTable
+	for _, t := range locked {
 		cr, err := newChunkReader(ctx, workers[0], &typeCatalog{db: workers[0]}, t[0], t[1], c.cfg.TopicPrefix)
 		if err != nil {
 			return fmt.Errorf("snapshot %s.%s: %w", t[0], t[1], err)

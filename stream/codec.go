@@ -71,7 +71,7 @@ func (c *Codecs) resolveID(ctx context.Context, id int) error {
 		return nil
 	}
 	if c.reg == nil {
-		return fmt.Errorf("%w: record in the Confluent wire format (schema id %d) but no schema registry is configured (kafka.schema_registry_url)", ErrUnknownSchema, id)
+		return fmt.Errorf("%w id %d: the record is in the Confluent wire format but no schema registry is configured (kafka.schema_registry_url)", ErrUnknownSchema, id)
 	}
 	text, err := c.reg.SchemaByID(ctx, id)
 	if err != nil {
@@ -167,9 +167,9 @@ type writerRef struct {
 
 func (w writerRef) String() string {
 	if w.id > 0 {
-		return fmt.Sprintf("schema id %d", w.id)
+		return fmt.Sprintf("id %d", w.id)
 	}
-	return fmt.Sprintf("%016x", w.fp)
+	return fmt.Sprintf("fingerprint %016x", w.fp)
 }
 
 // readHeader tells the two formats apart by their first byte: 0xC3 starts
@@ -187,7 +187,10 @@ func readHeader(buf []byte) (writerRef, error) {
 	}
 	fp, err := Fingerprint(buf)
 	if err != nil {
-		return writerRef{}, fmt.Errorf("%w: neither avro single-object encoding nor the Confluent wire format", ErrPoison)
+		if len(buf) < 2 {
+			return writerRef{}, fmt.Errorf("%w: not avro single-object encoding nor the Confluent wire format: %d bytes", ErrPoison, len(buf))
+		}
+		return writerRef{}, fmt.Errorf("%w: not avro single-object encoding (C3 01) nor the Confluent wire format (00): starts %02X %02X", ErrPoison, buf[0], buf[1])
 	}
 	return writerRef{fp: fp, body: buf[10:]}, nil
 }
@@ -307,7 +310,7 @@ func (c *Codecs) DecodeEvent(value []byte) (Decoded, error) {
 	}
 	codec, fp, ok := c.lookupRef(ref)
 	if !ok {
-		return Decoded{Fingerprint: ref.fp, SchemaID: ref.id}, fmt.Errorf("%w: %s", ErrUnknownSchema, ref)
+		return Decoded{Fingerprint: ref.fp, SchemaID: ref.id}, fmt.Errorf("%w %s", ErrUnknownSchema, ref)
 	}
 	native, err := decodeBody(codec, ref)
 	if err != nil {
@@ -383,7 +386,7 @@ func (c *Codecs) DecodeKey(key []byte) (map[string]any, error) {
 	}
 	codec, _, ok := c.lookupRef(ref)
 	if !ok {
-		return nil, fmt.Errorf("%w: key %s", ErrUnknownSchema, ref)
+		return nil, fmt.Errorf("%w of key: %s", ErrUnknownSchema, ref)
 	}
 	native, err := decodeBody(codec, ref)
 	if err != nil {

@@ -5,8 +5,9 @@ import "errors"
 var (
 	// ErrBadPosition marks a position or LSN that cannot be parsed.
 	ErrBadPosition = errors.New("malformed position")
-	// ErrUnknownSchema marks a record whose schema fingerprint is not in the schema topic.
-	ErrUnknownSchema = errors.New("unknown schema fingerprint")
+	// ErrUnknownSchema marks a record whose writer schema is unknown: a fingerprint
+	// not in the schema topic, or an id the schema registry does not have.
+	ErrUnknownSchema = errors.New("unknown schema")
 	// ErrPoison marks a record that cannot be decoded; it belongs in the dead-letter topic.
 	ErrPoison = errors.New("undecodable record")
 	// ErrBadSchema marks a table schema that cannot be turned into Avro.

@@ -89,7 +89,7 @@ func (d *decoder) resolve(ctx context.Context, ref writerRef) error {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reloadTimeout)
 		defer cancel()
 		if !d.reload(ctx, ref.fp) {
-			return fmt.Errorf("%w: %016x", ErrUnknownSchema, ref.fp)
+			return fmt.Errorf("%w %s", ErrUnknownSchema, ref)
 		}
 		return nil
 	}
@@ -98,7 +98,7 @@ func (d *decoder) resolve(ctx context.Context, ref writerRef) error {
 		err := d.codecs.resolveID(ctx, ref.id)
 		if err == nil || !errors.Is(err, ErrRegistryUnavailable) {
 			if errors.Is(err, ErrSchemaNotFound) {
-				return fmt.Errorf("%w: %v", ErrUnknownSchema, err)
+				return fmt.Errorf("%w %s: %v", ErrUnknownSchema, ref, err)
 			}
 			return err
 		}

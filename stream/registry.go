@@ -158,6 +158,24 @@ func (r *Registry) SetCompatibility(ctx context.Context, subject, level string) 
 	return nil
 }
 
+// Check asks the registry for its global compatibility level: it answers, and
+// accepts the credentials.
+func (r *Registry) Check(ctx context.Context) error {
+	if err := r.call(ctx, http.MethodGet, "/config", nil, nil); err != nil {
+		return fmt.Errorf("schema registry check: %w", err)
+	}
+	return nil
+}
+
+// Subjects lists the registry's subjects.
+func (r *Registry) Subjects(ctx context.Context) ([]string, error) {
+	var out []string
+	if err := r.call(ctx, http.MethodGet, "/subjects", nil, &out); err != nil {
+		return nil, fmt.Errorf("list subjects: %w", err)
+	}
+	return out, nil
+}
+
 // Versions returns the version numbers registered under a subject.
 func (r *Registry) Versions(ctx context.Context, subject string) ([]int, error) {
 	var out []int

@@ -356,7 +356,11 @@ func readPartition(ctx context.Context, topic string, p int, codecs *stream.Code
 		}
 		d, err := codecs.DecodeEvent(m.Value)
 		if errors.Is(err, stream.ErrUnknownSchema) {
-			if _, lerr := stream.LoadSchemas(ctx, Brokers(), nil, "", codecs); lerr != nil {
+			if d.SchemaID > 0 { // Confluent wire format: the registry knows the id
+				if rerr := codecs.Resolve(ctx, m.Value); rerr != nil {
+					return out, fmt.Errorf("offset %d: %w", m.Offset, rerr)
+				}
+			} else if _, lerr := stream.LoadSchemas(ctx, Brokers(), nil, "", codecs); lerr != nil {
 				return out, lerr
 			}
 			d, err = codecs.DecodeEvent(m.Value)
@@ -366,6 +370,9 @@ func readPartition(ctx context.Context, topic string, p int, codecs *stream.Code
 		}
 		rec.Event = d.Event
 		if len(m.Key) > 0 && d.Event.Op != stream.OpTruncate {
+			if err := codecs.Resolve(ctx, m.Key); err != nil {
+				return out, fmt.Errorf("key at offset %d: %w", m.Offset, err)
+			}
 			if rec.Key, err = codecs.DecodeKey(m.Key); err != nil {
 				return out, fmt.Errorf("decode key at offset %d: %w", m.Offset, err)
 			}

@@ -32,6 +32,7 @@ type app struct {
 	kafka  *stream.Security // nil: plaintext
 }
 
+// newApp builds the app of a validated configuration.
 func newApp(cfg Config) (*app, error) {
 	level := slog.LevelInfo
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
@@ -40,7 +41,15 @@ func newApp(cfg Config) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", prefixKeys("kafka.", err))
 	}
-	return &app{cfg: cfg, log: log, codecs: stream.NewCodecs(), kafka: sec}, nil
+	codecs := stream.NewCodecs()
+	if cfg.Kafka.SchemaRegistryURL != "" {
+		reg, err := stream.NewRegistry(cfg.registry(), log)
+		if err != nil { // its errors hold no password
+			return nil, fmt.Errorf("invalid configuration: kafka.schema_registry_url: %w", err)
+		}
+		codecs = stream.NewRegistryCodecs(reg)
+	}
+	return &app{cfg: cfg, log: log, codecs: codecs, kafka: sec}, nil
 }
 
 func (a *app) topics() stream.TopicConfig {
@@ -191,6 +200,11 @@ func (a *app) reachable(ctx context.Context) error {
 	db.Close()
 	if _, err := stream.NewAdmin(a.cfg.Kafka.Brokers, a.kafka).Partitions(ctx, stream.DefaultSchemaTopic); err != nil && !isUnknownTopic(err) {
 		return fmt.Errorf("kafka at %s (%s): %w", strings.Join(a.cfg.Kafka.Brokers, ","), a.kafka, err)
+	}
+	if reg := a.codecs.Registry(); reg != nil {
+		if err := reg.Check(ctx); err != nil {
+			return fmt.Errorf("kafka.schema_registry_url: %w", err)
+		}
 	}
 	return nil
 }

@@ -51,6 +51,13 @@ type Config struct {
 		TLSServerName    string `yaml:"tls_server_name"`    // default: the broker's host
 		TLSCertFile      string `yaml:"tls_cert_file"`      // client certificate for mutual TLS, optional
 		TLSKeyFile       string `yaml:"tls_key_file"`
+		// SchemaRegistryURL switches records to the Confluent wire format with their
+		// schemas in that registry (Confluent REST API); empty: single-object
+		// encoding with the schemas in the schema topic.
+		SchemaRegistryURL          string `yaml:"schema_registry_url"`
+		SchemaRegistryUsername     string `yaml:"schema_registry_username"`
+		SchemaRegistryPassword     string `yaml:"schema_registry_password"`
+		SchemaRegistryPasswordFile string `yaml:"schema_registry_password_file"` // overrides schema_registry_password
 	} `yaml:"kafka"`
 	Warehouse struct {
 		Kind                    string `yaml:"kind"` // duckdb or bigquery
@@ -98,6 +105,13 @@ func LoadConfig(path string, environ []string) (Config, error) {
 	}
 	if err := applyEnv(&c, environ); err != nil {
 		return c, err
+	}
+	if c.Kafka.SchemaRegistryPasswordFile != "" {
+		b, err := os.ReadFile(c.Kafka.SchemaRegistryPasswordFile)
+		if err != nil {
+			return c, fmt.Errorf("kafka.schema_registry_password_file: %w", err)
+		}
+		c.Kafka.SchemaRegistryPassword = strings.TrimSpace(string(b))
 	}
 	if c.Postgres.PasswordFile != "" {
 		b, err := os.ReadFile(c.Postgres.PasswordFile)
@@ -252,6 +266,13 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.level %q is not debug, info, warn or error", c.Log.Level))
 	}
+	if c.Kafka.SchemaRegistryURL != "" {
+		if err := c.registry().Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("kafka.schema_registry_url: %w", err))
+		}
+	} else if c.Kafka.SchemaRegistryUsername != "" || c.Kafka.SchemaRegistryPassword != "" {
+		errs = append(errs, errors.New("kafka.schema_registry_username/password are set but kafka.schema_registry_url is empty"))
+	}
 	if c.Kafka.Partitions < 1 || c.Kafka.ReplicationFactor < 1 {
 		errs = append(errs, errors.New("kafka.partitions and kafka.replication_factor must be at least 1"))
 	}
@@ -299,11 +320,21 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// registry is the schema registry client configuration.
+func (c Config) registry() stream.RegistryConfig {
+	return stream.RegistryConfig{URL: c.Kafka.SchemaRegistryURL, Username: c.Kafka.SchemaRegistryUsername,
+		Password: c.Kafka.SchemaRegistryPassword}
+}
+
 // Redacted returns the configuration as YAML with secrets masked.
 func (c Config) Redacted() string {
 	c.Postgres.DSN = capture.RedactDSN(c.Postgres.DSN)
 	if c.Kafka.SASLPassword != "" {
 		c.Kafka.SASLPassword = "xxxxx"
+	}
+	c.Kafka.SchemaRegistryURL = stream.RedactRegistryURL(c.Kafka.SchemaRegistryURL)
+	if c.Kafka.SchemaRegistryPassword != "" {
+		c.Kafka.SchemaRegistryPassword = "xxxxx"
 	}
 	b, _ := yaml.Marshal(c)
 	return string(b)
@@ -330,6 +361,14 @@ func (c Config) secrets() []string {
 	if c.Kafka.SASLPasswordFile != "" {
 		if b, err := os.ReadFile(c.Kafka.SASLPasswordFile); err == nil && strings.TrimSpace(string(b)) != "" {
 			out = append(out, strings.TrimSpace(string(b)))
+		}
+	}
+	if pw := c.Kafka.SchemaRegistryPassword; pw != "" {
+		out = append(out, pw)
+	}
+	if u, err := url.Parse(c.Kafka.SchemaRegistryURL); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			out = append(out, pw)
 		}
 	}
 	return out

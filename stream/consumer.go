@@ -322,7 +322,7 @@ const maxReadAhead = 50_000
 func (c *Consumer) readFor(ctx context.Context, p *partition, d time.Duration) (bool, error) {
 	rctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	err := c.readToMarker(rctx, p)
+	err := c.readToMarker(ctx, rctx, p)
 	switch {
 	case err == nil:
 		return true, nil
@@ -332,10 +332,13 @@ func (c *Consumer) readFor(ctx context.Context, p *partition, d time.Duration) (
 	return false, err
 }
 
-// readToMarker reads one partition until the next watermark marker.
-func (c *Consumer) readToMarker(ctx context.Context, p *partition) error {
+// readToMarker reads one partition until the next watermark marker, fetching
+// under rctx (the read's time slice). Records are decoded under ctx: looking up
+// an unknown schema (a scan of the schema topic, a registry request) may outlast
+// the slice, and a lookup cut short by it would dead-letter a good record.
+func (c *Consumer) readToMarker(ctx, rctx context.Context, p *partition) error {
 	for {
-		m, err := p.reader.FetchMessage(ctx)
+		m, err := p.reader.FetchMessage(rctx)
 		if err != nil {
 			return fmt.Errorf("read %s[%d]: %w", p.topic, p.id, err)
 		}

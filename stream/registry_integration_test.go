@@ -4,7 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -172,5 +177,85 @@ func TestRegistryWireFormatEndToEnd(t *testing.T) {
 		if !reflect.DeepEqual(got[id], ev.After) {
 			t.Errorf("id %d: %v, want %v", id, got[id], ev.After)
 		}
+	}
+}
+
+// A schema lookup slower than the consumer's read slices (500 ms, 50 ms) must
+// not turn good records into dead letters: a registry answering id lookups
+// after 1.2 s (a proxy in front of the real one) still yields every record.
+func TestSlowSchemaLookupIsNotPoison(t *testing.T) {
+	t.Parallel()
+	brokers := streamtest.Brokers(t)
+	reg := streamtest.Registry(t)
+	ns := streamtest.Name(t, "r")
+	topic := "cdc." + ns + ".items"
+	streamtest.DeleteTopics(t, brokers, topic)
+	t.Cleanup(func() {
+		for _, s := range []string{topic + "-key", topic + "-value"} {
+			_ = reg.DeleteSubject(context.Background(), s)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers, Topics: stream.TopicConfig{Partitions: 2}},
+		stream.NewRegistryCodecs(reg), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Register(ctx, topic, itemsSchema(ns, "items")); err != nil {
+		t.Fatal(err)
+	}
+	var evs []stream.Event
+	for i := 0; i < 6; i++ {
+		evs = append(evs, event(ns, "items", int64(i), 100, uint64(i)))
+	}
+	if err := w.Write(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Mark(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+
+	real, err := url.Parse(streamtest.RegistryURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: real.Scheme, Host: real.Host})
+	slow := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		time.Sleep(1200 * time.Millisecond)
+		proxy.ServeHTTP(rw, r)
+	}))
+	defer slow.Close()
+	fresh, err := stream.NewRegistry(stream.RegistryConfig{URL: slow.URL + real.Path}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, Group: streamtest.Name(t, "g"), Topics: []string{topic}},
+		stream.NewRegistryCodecs(fresh), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	err = c.Run(cctx, stream.HandlerFunc(func(_ context.Context, b stream.Batch) error {
+		for _, r := range b.Records {
+			if r.Err != nil {
+				return fmt.Errorf("good record handed over as poison: %w", r.Err)
+			}
+			got++
+		}
+		if b.Final && b.Watermark >= 100 {
+			stop()
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != len(evs) {
+		t.Errorf("%d records, want %d", got, len(evs))
 	}
 }

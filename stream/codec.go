@@ -188,9 +188,9 @@ func readHeader(buf []byte) (writerRef, error) {
 	fp, err := Fingerprint(buf)
 	if err != nil {
 		if len(buf) < 2 {
-			return writerRef{}, fmt.Errorf("%w: not avro single-object encoding nor the Confluent wire format: %d bytes", ErrPoison, len(buf))
+			return writerRef{}, fmt.Errorf("%w: neither avro single-object encoding nor the Confluent wire format: %d bytes", ErrPoison, len(buf))
 		}
-		return writerRef{}, fmt.Errorf("%w: not avro single-object encoding (C3 01) nor the Confluent wire format (00): starts %02X %02X", ErrPoison, buf[0], buf[1])
+		return writerRef{}, fmt.Errorf("%w: neither avro single-object encoding nor the Confluent wire format: starts %02X %02X, not C3 01 or 00", ErrPoison, buf[0], buf[1])
 	}
 	return writerRef{fp: fp, body: buf[10:]}, nil
 }

@@ -3,7 +3,9 @@ package stream
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,33 +14,59 @@ import (
 )
 
 // Pending is the acknowledgement of the records of one Enqueue: Done is
-// closed once Kafka acknowledged all of them (acks=all) or gave up on one,
-// after which Err tells which.
+// closed once Kafka acknowledged all of them (acks=all), gave up on one, or
+// left some unacknowledged for longer than the writer's AckTimeout, after
+// which Err tells which.
 type Pending struct {
 	left    atomic.Int64
-	errOnce sync.Once
-	err     error
 	done    chan struct{}
 	release func() // returns the records' buffers once Kafka is done with them
+	timer   *time.Timer
+
+	mu     sync.Mutex
+	err    error
+	closed bool
+	total  int
+	topics map[string]int // records not acknowledged yet, by topic
 }
 
-func newPending(n int, release func()) *Pending {
-	p := &Pending{done: make(chan struct{}), release: release}
-	p.left.Store(int64(n))
-	if n == 0 {
+// newPending expects acknowledgements for msgs; release runs once Kafka has
+// reported on every one of them, even after the Pending expired. With a
+// timeout > 0, Done closes with ErrNotAcknowledged if some are still
+// outstanding by then.
+func newPending(msgs []kafka.Message, timeout time.Duration, release func()) *Pending {
+	p := &Pending{done: make(chan struct{}), release: release, total: len(msgs)}
+	p.left.Store(int64(len(msgs)))
+	if len(msgs) == 0 {
 		p.finish()
+		return p
+	}
+	p.topics = map[string]int{}
+	for i := 0; i < len(msgs); {
+		j := i + 1
+		for j < len(msgs) && msgs[j].Topic == msgs[i].Topic {
+			j++
+		}
+		p.topics[msgs[i].Topic] += j - i
+		i = j
+	}
+	if timeout > 0 {
+		p.timer = time.AfterFunc(timeout, func() { p.expire(timeout) })
 	}
 	return p
 }
 
-// Done is closed when every record was acknowledged or one failed for good.
+// Done is closed when every record was acknowledged, one failed for good, or
+// the acknowledgement timeout passed.
 func (p *Pending) Done() <-chan struct{} { return p.done }
 
-// Err returns the first error of the records' writes; it is meaningful once
-// Done is closed.
+// Err returns the first error of the records' writes, or ErrNotAcknowledged;
+// it is meaningful once Done is closed.
 func (p *Pending) Err() error {
 	select {
 	case <-p.done:
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		return p.err
 	default:
 		return nil
@@ -49,30 +77,65 @@ func (p *Pending) Err() error {
 func (p *Pending) Wait(ctx context.Context) error {
 	select {
 	case <-p.done:
-		return p.err
+		return p.Err()
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (p *Pending) ack(n int, err error) {
-	if err != nil {
-		p.errOnce.Do(func() { p.err = describeDialError(err) })
+func (p *Pending) ack(topic string, n int, err error) {
+	p.mu.Lock()
+	if err != nil && p.err == nil {
+		p.err = fmt.Errorf("%s: %w", topic, describeDialError(err))
 	}
+	p.topics[topic] -= n
+	p.mu.Unlock()
 	if p.left.Add(-int64(n)) == 0 {
 		p.finish()
 	}
 }
 
+// finish runs once Kafka reported on every record.
 func (p *Pending) finish() {
+	if p.timer != nil {
+		p.timer.Stop()
+	}
 	if p.release != nil {
 		p.release()
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.closed = true
+		close(p.done)
+	}
+}
+
+// expire fails the Pending whose records Kafka still has not reported on: the
+// caller stops waiting and fails loudly instead of hanging. The buffers stay
+// with kafka-go until it does report.
+func (p *Pending) expire(timeout time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	var out []string
+	for topic, n := range p.topics {
+		if n > 0 {
+			out = append(out, fmt.Sprintf("%s (%d)", topic, n))
+		}
+	}
+	sort.Strings(out)
+	p.err = fmt.Errorf("%w after %s: %d of %d records, to %s", ErrNotAcknowledged, timeout,
+		p.left.Load(), p.total, strings.Join(out, ", "))
+	p.closed = true
 	close(p.done)
 }
 
 // completed is kafka-go's Completion: each record names its Pending in
-// WriterData, and a batch holds runs of records of the same Pending.
+// WriterData, and a batch holds runs of records of the same Pending, all of
+// one topic partition.
 func completed(msgs []kafka.Message, err error) {
 	for i := 0; i < len(msgs); {
 		p, _ := msgs[i].WriterData.(*Pending)
@@ -81,7 +144,7 @@ func completed(msgs []kafka.Message, err error) {
 			j++
 		}
 		if p != nil {
-			p.ack(j-i, err)
+			p.ack(msgs[i].Topic, j-i, err)
 		}
 		i = j
 	}
@@ -123,7 +186,7 @@ type record struct {
 // nothing was enqueued.
 func (w *Writer) Enqueue(ctx context.Context, events []Event) (*Pending, error) {
 	if len(events) == 0 {
-		return newPending(0, nil), nil
+		return newPending(nil, 0, nil), nil
 	}
 	e, _ := w.bufs.Get().(*encoded)
 	if e == nil {
@@ -138,7 +201,7 @@ func (w *Writer) Enqueue(ctx context.Context, events []Event) (*Pending, error) 
 		w.recycle(e)
 		return nil, err
 	}
-	p := newPending(len(sc.msgs), func() { w.recycle(e) })
+	p := newPending(sc.msgs, w.cfg.AckTimeout, func() { w.recycle(e) })
 	for i := range sc.msgs {
 		sc.msgs[i].WriterData = p
 	}

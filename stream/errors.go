@@ -18,4 +18,7 @@ var (
 	ErrSchemaNotFound = errors.New("schema not found in the registry")
 	// ErrRegistryUnavailable marks a registry that could not be reached or answered 5xx/429: retryable.
 	ErrRegistryUnavailable = errors.New("schema registry unavailable")
+	// ErrNotAcknowledged marks records Kafka neither acknowledged nor refused
+	// within the writer's AckTimeout: they may or may not have been written.
+	ErrNotAcknowledged = errors.New("kafka did not acknowledge the records")
 )

@@ -24,6 +24,10 @@ type WriterConfig struct {
 	Topics       TopicConfig   // how new topics are created
 	SchemaTopic  string        // default DefaultSchemaTopic
 	BatchTimeout time.Duration // default 5ms; kafka-go's 1 s default makes single writes crawl
+	// AckTimeout bounds how long a write waits for Kafka's acknowledgement
+	// before failing with ErrNotAcknowledged (default 2 minutes: longer than
+	// kafka-go's own retries of a batch, 10 attempts of at most 10 s each).
+	AckTimeout time.Duration
 }
 
 // Validate checks the configuration.
@@ -68,6 +72,7 @@ type tableName struct{ schema, table string }
 const (
 	defaultBatchTimeout = 5 * time.Millisecond
 	defaultBatchSize    = 1000
+	defaultAckTimeout   = 2 * time.Minute
 )
 
 // NewWriter returns a Writer; topics are created when tables are registered.
@@ -80,6 +85,12 @@ func NewWriter(cfg WriterConfig, codecs *Codecs, logger *slog.Logger) (*Writer, 
 	}
 	if cfg.BatchTimeout == 0 {
 		cfg.BatchTimeout = defaultBatchTimeout
+	}
+	if cfg.AckTimeout == 0 {
+		cfg.AckTimeout = defaultAckTimeout
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
 	w := &Writer{
 		cfg:        cfg,
@@ -106,6 +117,10 @@ func NewWriter(cfg WriterConfig, codecs *Codecs, logger *slog.Logger) (*Writer, 
 		// batch's acknowledgement to the Pending its records belong to.
 		Async:      true,
 		Completion: completed,
+		// kafka-go retries a failing batch up to MaxAttempts times before
+		// reporting it: without these its retries are silent.
+		Logger:      kafkaLogger(logger, slog.LevelDebug),
+		ErrorLogger: kafkaLogger(logger, slog.LevelWarn),
 		// Compression stays off: the walsender, not the network, is the bottleneck.
 	}
 	return w, nil
@@ -272,7 +287,7 @@ func (w *Writer) WriteRaw(ctx context.Context, msgs []kafka.Message) error {
 
 // send publishes msgs (which it may modify) and waits for their acknowledgement.
 func (w *Writer) send(ctx context.Context, msgs []kafka.Message) error {
-	p := newPending(len(msgs), nil)
+	p := newPending(msgs, w.cfg.AckTimeout, nil)
 	for i := range msgs {
 		msgs[i].WriterData = p
 	}
@@ -280,6 +295,16 @@ func (w *Writer) send(ctx context.Context, msgs []kafka.Message) error {
 		return describeDialError(err)
 	}
 	return p.Wait(ctx)
+}
+
+// kafkaLogger turns kafka-go's printf-style logging into slog records at level.
+func kafkaLogger(log *slog.Logger, level slog.Level) kafka.LoggerFunc {
+	return func(format string, args ...any) {
+		if !log.Enabled(context.Background(), level) {
+			return
+		}
+		log.Log(context.Background(), level, "kafka writer: "+fmt.Sprintf(format, args...))
+	}
 }
 
 // metadataCache answers the metadata lookup kafka-go's Writer makes for every

@@ -1,0 +1,73 @@
+package facts
+
+import (
+	"context"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/starstream/starstream/dimensions"
+	"github.com/starstream/starstream/stream"
+)
+
+// Capture killed during its initial snapshot reads the rest of it at restart
+// and labels those rows at the slot's consistent point CP, although they
+// reflect the database at the restart: an order item created after CP comes
+// first as a snapshot row at CP, then as the stream's insert at its own
+// position. Its customer, created after CP too, has a version only from its
+// own insert on. The insert is when the item was sold: the fact must be
+// resolved there (customer known), not kept at CP (unknown member, which
+// TestRestartAfterSIGKILLConverges found in fact_sales: 'unknown customer').
+func TestSalesItemReadAfterItsInsert(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)
+	const cp, custLSN, orderLSN = stream.LSN(50), stream.LSN(80), stream.LSN(90)
+	rec := func(table string, op stream.Op, key string, id int64, row map[string]any, lsn stream.LSN, seq uint64) stream.Record {
+		return stream.Record{Event: stream.Event{Table: table, Op: op, Key: map[string]any{key: id}, After: row,
+			Pos: stream.Position{LSN: lsn, Seq: seq}, CommitTime: now}}
+	}
+	item := itemRow(7, int64(2), big.NewRat(10, 1), new(big.Rat))
+	resumed := []stream.Record{ // read at the restart, labelled at CP
+		rec("order_items", stream.OpSnapshot, "order_item_id", 7, item, cp, 1),
+		rec("orders", stream.OpSnapshot, "order_id", 1, orderRow(1, 2, "placed", now), cp, 2),
+	}
+	streamed := []stream.Record{ // the stream replays every change after CP
+		rec("orders", stream.OpInsert, "order_id", 1, orderRow(1, 2, "placed", now), orderLSN, 0),
+		rec("order_items", stream.OpInsert, "order_item_id", 7, item, orderLSN, 1),
+	}
+	for _, restart := range []bool{false, true} {
+		p, sink := salesOnMemory(t)
+		// Customer 2 was created after CP, by an insert (customers was finished
+		// by the first run): dim_customer knows it from that insert on.
+		p.lookups.State("dim_customer").Apply(dimensions.Change{Row: map[string]any{"customer_id": int64(2), "city": "Leeds"},
+			Pos: stream.Position{LSN: custLSN}})
+		ctx := context.Background()
+		var state []stream.Event
+		for i, b := range [][]stream.Record{resumed, streamed} {
+			if i == 1 && restart {
+				p, sink = salesOnMemory(t)
+				p.lookups.State("dim_customer").Apply(dimensions.Change{Row: map[string]any{"customer_id": int64(2), "city": "Leeds"},
+					Pos: stream.Position{LSN: custLSN}})
+				p.Reset()
+				for _, ev := range state {
+					if err := p.Restore(ev); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			res, err := p.Process(ctx, stream.Batch{Records: b, Watermark: b[len(b)-1].Event.Pos.LSN, Final: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			state = append(state, res.State...)
+		}
+		_, got, err := sink.Query(ctx, "SELECT customer_key, source_lsn FROM fact_sales WHERE order_item_id = 7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := dimensions.SurrogateKey("dim_customer", dimensions.NaturalKey(int64(2)), stream.Position{LSN: custLSN})
+		if len(got) != 1 || got[0][0] != want || got[0][1] != int64(orderLSN) {
+			t.Errorf("restart=%v: fact_sales (customer_key, source_lsn) = %v, want [%d %d]", restart, got, want, orderLSN)
+		}
+	}
+}

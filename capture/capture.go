@@ -277,7 +277,7 @@ func (c *Capture) session(ctx context.Context) (err error) {
 		return finish(err)
 	}
 	if !snapshot && len(c.cfg.Brokers) > 0 {
-		rs, err := readResume(prod, c.cfg.Brokers, c.cfg.KafkaSecurity, topics, int64(2*c.cfg.MaxInFlight))
+		rs, err := readResume(prod, c.cfg.Brokers, c.cfg.KafkaSecurity, topics, 2*c.cfg.inFlightMargin())
 		if err != nil {
 			return finish(fmt.Errorf("read where the previous run stopped: %w", err))
 		}

@@ -140,6 +140,16 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// inFlightMargin bounds how many records of a partition written after a
+// record can have been sent to the pipeline before it: MaxInFlight events
+// wait for Kafka at once, and with several write lanes a lane whose write
+// stalls keeps its events waiting while the others go on, each up to that
+// bound (review finding 6). Resume scans go back this far (resume.go,
+// scanSnapshotKeys, scanChunkKeys).
+func (c Config) inFlightMargin() int64 {
+	return int64(c.MaxInFlight) * int64(max(c.WriteLanes, 1))
+}
+
 // Validate checks the configuration (after defaults); errors never contain the password.
 func (c Config) Validate() error {
 	var errs []error

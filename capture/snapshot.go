@@ -255,7 +255,7 @@ func (c *Capture) resumeSnapshot(ctx context.Context, db *pgx.Conn, p *pipeline,
 		if len(c.cfg.Brokers) > 0 {
 			t.skip = map[string]struct{}{}
 			if found, err = scanSnapshotKeys(ctx, c.cfg.Brokers, c.cfg.KafkaSecurity, stream.Topic(c.cfg.TopicPrefix, schema, table), r.snapshotLSN,
-				r.seqBase+uint64(r.rowsDone), int64(c.cfg.MaxInFlight), t.skip); err != nil {
+				r.seqBase+uint64(r.rowsDone), c.cfg.inFlightMargin(), t.skip); err != nil {
 				return fmt.Errorf("read what the interrupted snapshot of %s published: %w", r.table, err)
 			}
 		} else {

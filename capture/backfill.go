@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,20 +33,23 @@ import (
 //     SHARE, before its snapshot) so that no rewrite empties it (lockTables);
 //  3. it commits a high-watermark row.
 //
-// The reader sees both rows in the WAL, in commit order. While a job runs it
-// keeps the keys of the job's table changed by the last transactions (a
-// short history, see histMax*), and within a window the keys changed after
-// the low watermark. At the high watermark it drops from the chunk every key
-// changed after the low watermark, and every key changed by a transaction of
-// the history that S could not see (PostgreSQL makes commits visible in a
-// slightly different order than it logs them: a transaction logged just
-// before the low watermark may still be invisible to S), then emits the rest
-// as OpSnapshot events at the high
-// watermark's position: inside its transaction, before its commit, so the
-// watermark marker that follows the commit is written after them. A row
-// emitted there is the key's latest version as of the high watermark:
-// newer than every earlier change of the key, older than every later one.
-// A dropped key gets its newer version from the stream itself.
+// The reader sees both rows in the WAL, in commit order. It always keeps the
+// keys changed by the last transactions on every captured table (a bounded
+// history, see histMax*; a transaction logged before a job started may still
+// be invisible to its first chunk), and within a window the keys changed
+// after the low watermark. At the high watermark it drops from the chunk
+// every key changed by a transaction logged before the high watermark that
+// S could not see (PostgreSQL makes commits visible in a slightly different
+// order than it logs them, later with synchronous replication: a transaction
+// logged before the low watermark may still be invisible to S), then emits
+// the rest as OpSnapshot events at the high watermark's position: inside its
+// transaction, before its commit, so the watermark marker that follows the
+// commit is written after them. A row emitted there is the key's latest
+// version as of the high watermark: newer than every earlier change of the
+// key, older than every later one. A dropped key gets its newer version from
+// the stream itself; if that change left TOAST values out (unchanged), a
+// consumer that starts with the backfill would never get them, so the key
+// is read again in the next chunk (window.reread, dropped).
 //
 // Jobs (progress.go) are backfill requests: a "backfill" row in the signal
 // table, written by `starstream backfill`. A chunk's end key is recorded once
@@ -59,7 +63,6 @@ import (
 type backfiller struct {
 	c      *Capture
 	active atomic.Pointer[window] // the chunk being read, at most one
-	table  atomic.Pointer[string] // the table of the job running, whose changes the reader keeps
 	wake   chan struct{}
 
 	// skip holds, per table, the encoded keys that the chunk being published
@@ -88,7 +91,9 @@ type window struct {
 
 	lowSeen   bool
 	changed   map[string]struct{} // keys changed after the low watermark
+	overflow  bool                // more of them than changed keeps
 	pre       []histTxn           // the history when the low watermark was seen
+	lowSeq    uint64              // transactions remembered by then
 	truncated bool
 	relations []*relation // versions of the table streamed after the low watermark
 
@@ -96,7 +101,12 @@ type window struct {
 	rel   *relation
 	rows  []stream.Event
 	keys  []string
+	raw   [][]string // the rows' key columns as text (keyed tables)
 	snap  txSnapshot
+
+	// reread: keys of dropped rows whose change events left TOAST values
+	// out, set before emitted: the next chunk reads them again.
+	reread [][]string
 
 	emitted chan int   // rows emitted at the high watermark
 	failed  chan error // the chunk must be read again
@@ -156,18 +166,40 @@ func (s txSnapshot) visible(xid uint32) bool {
 	return !running
 }
 
-// keyString is a comparable form of a key's decoded values.
+// keyString is a comparable form of a key's decoded values. It runs for
+// every change captured (track), so the common key types skip fmt.
 func keyString(k map[string]any) string {
+	b := make([]byte, 0, 32)
+	if len(k) == 1 {
+		for n, v := range k {
+			return string(appendKeyPart(b, n, v))
+		}
+	}
 	names := make([]string, 0, len(k))
 	for n := range k {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var sb strings.Builder
 	for _, n := range names {
-		fmt.Fprintf(&sb, "%s=%T:%v\x00", n, k[n], k[n])
+		b = appendKeyPart(b, n, k[n])
 	}
-	return sb.String()
+	return string(b)
+}
+
+// appendKeyPart appends "name=type:value\x00".
+func appendKeyPart(b []byte, n string, v any) []byte {
+	b = append(append(b, n...), '=')
+	switch v := v.(type) {
+	case int64:
+		b = strconv.AppendInt(append(b, "int64:"...), v, 10)
+	case int32:
+		b = strconv.AppendInt(append(b, "int32:"...), int64(v), 10)
+	case string:
+		b = append(append(b, "string:"...), v...)
+	default:
+		b = fmt.Appendf(b, "%T:%v", v, v)
+	}
+	return append(b, 0)
 }
 
 // run executes the slot's unfinished jobs, then waits for requests, until ctx ends.
@@ -250,18 +282,17 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 	if err := jt.use(ctx, conn, schema, table, c.cfg.TopicPrefix); err != nil {
 		return err
 	}
-	name := job.table
-	b.table.Store(&name)
-	defer b.table.Store(nil)
 	tp := &tableProgress{table: job.table, job: job.job, estimate: estimateRows(ctx, conn, schema, table), prior: job.rowsDone}
 	tp.begin()
 	c.metrics.track(tp)
 	c.log.Info("backfill started", "table", job.table, "job", job.job, "rows_done", job.rowsDone, "resumed", job.lastKey != nil)
 	lastLog := time.Now()
+	var again [][]string // keys dropped from the last chunk, read again
+	keysOnly, rounds := false, 0
 	for {
 		w := newWindow(job.table)
 		w.job = job.job
-		last, n, done, err := b.chunk(ctx, conn, jt, w, job.lastKey)
+		last, n, done, err := b.chunk(ctx, conn, jt, w, job.lastKey, again, keysOnly)
 		if err != nil {
 			b.active.CompareAndSwap(w, nil)
 			// The reader may have seen the low watermark: its rows go.
@@ -272,6 +303,7 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 		}
 		select {
 		case <-w.emitted:
+			again = w.reread
 		case err := <-w.failed:
 			c.log.Info("backfill chunk must be read again", "table", job.table, "reason", err)
 			if _, err := conn.Exec(ctx, `DELETE FROM `+c.signalIdent()+` WHERE slot_name = $1 AND chunk = $2`, c.cfg.Slot, w.id); err != nil {
@@ -294,7 +326,19 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 		if last != nil {
 			job.lastKey = last
 		}
-		job.done = done
+		// Past the table's last chunk, windows read only the keys dropped
+		// from the one before, a few rounds at most: a key changed in every
+		// window keeps its change events alone.
+		done = done || keysOnly
+		if done && len(again) > 0 {
+			if rounds++; rounds > maxRereadRounds {
+				c.log.Warn("backfill: keys changed in every window were not read again; their change events left TOAST values out",
+					"table", job.table, "job", job.job, "keys", len(again))
+				again = nil
+			}
+			keysOnly = true
+		}
+		job.done = done && len(again) == 0
 		if err := c.saveProgress(ctx, conn, job); err != nil {
 			return err
 		}
@@ -303,7 +347,7 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 		}
 		tp.add(int64(n))
 		c.metrics.backfillRows(ctx, job.table, int64(n))
-		if done {
+		if job.done {
 			tp.finish()
 			rows, rate, _, _ := tp.figures(time.Now())
 			c.log.Info("backfill of table done", "table", job.table, "job", job.job, "rows", rows, "rows_per_s", int(rate))
@@ -351,8 +395,11 @@ func (jt *jobTable) set(cr *chunkReader) error {
 }
 
 // chunk reads one chunk between a low and a high watermark and returns its
-// end key, the rows read and whether the table is done.
-func (b *backfiller) chunk(ctx context.Context, conn *pgx.Conn, jt *jobTable, w *window, after []string) ([]string, int, bool, error) {
+// end key, the rows read and whether the table is done. It also reads the
+// rows of the keys again (dropped from an earlier chunk, see window.reread);
+// keysOnly reads only those.
+func (b *backfiller) chunk(ctx context.Context, conn *pgx.Conn, jt *jobTable, w *window, after []string,
+	again [][]string, keysOnly bool) ([]string, int, bool, error) {
 	c := b.c
 	b.active.Store(w)
 	insert := `INSERT INTO ` + c.signalIdent() + ` (slot_name, kind, table_name, chunk) VALUES ($1, $2, $3, $4)`
@@ -382,18 +429,21 @@ func (b *backfiller) chunk(ctx context.Context, conn *pgx.Conn, jt *jobTable, w 
 	if err != nil {
 		return nil, 0, false, err
 	}
+	if cr != jt.cr {
+		again = nil // keys of another table version; rare enough to let go
+	}
 	if err := jt.set(cr); err != nil {
 		return nil, 0, false, err
 	}
 	skip, codec := jt.skip, jt.codec
 	var kb []byte
-	last, n, done, err := cr.read(ctx, tx, after, c.cfg.SnapshotChunkRows, func(raw [][]byte) error {
+	add := func(raw [][]byte, checkSkip bool) error {
 		row, err := cr.decode(raw)
 		if err != nil {
 			return err
 		}
 		key := cr.rel.key(row)
-		if codec != nil {
+		if checkSkip && codec != nil {
 			if kb, err = codec.AppendKey(kb[:0], key); err != nil {
 				return err
 			}
@@ -403,10 +453,26 @@ func (b *backfiller) chunk(ctx context.Context, conn *pgx.Conn, jt *jobTable, w 
 		}
 		w.rows = append(w.rows, stream.Event{Schema: cr.schema, Table: cr.table, Op: stream.OpSnapshot, Key: key, After: row})
 		w.keys = append(w.keys, keyString(key))
+		var rk []string
+		if cr.keyed() {
+			rk = cr.rawKey(raw)
+		}
+		w.raw = append(w.raw, rk)
 		return nil
-	})
-	if err != nil {
-		return nil, 0, false, err
+	}
+	var last []string
+	n, done := 0, true
+	if !keysOnly {
+		if last, n, done, err = cr.read(ctx, tx, after, c.cfg.SnapshotChunkRows, func(raw [][]byte) error { return add(raw, true) }); err != nil {
+			return nil, 0, false, err
+		}
+	}
+	// Keys dropped from earlier chunks come before this chunk's range: no
+	// row is read twice.
+	if len(again) > 0 && cr.keyed() {
+		if err := cr.readKeys(ctx, tx, again, func(raw [][]byte) error { return add(raw, false) }); err != nil {
+			return nil, 0, false, err
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, 0, false, err
@@ -419,73 +485,101 @@ func (b *backfiller) chunk(ctx context.Context, conn *pgx.Conn, jt *jobTable, w 
 	return last, n, done, nil
 }
 
-// histTxn is a transaction that changed keys of the table being backfilled.
+// histTxn is a committed transaction that changed keys of captured tables.
 type histTxn struct {
 	xid  uint32
 	lsn  stream.LSN
-	keys []string
+	keys []histKey
+	// overflow lists the tables of which the transaction changed more keys
+	// than the history keeps (histMaxTxnKeys): a chunk of one of them that
+	// cannot see the transaction is read again.
+	overflow []string
 }
 
-// The history covers the last transactions on the job's table: a
-// transaction that a chunk's snapshot cannot see although it was logged
-// before the low watermark committed within a moment of it, far inside
-// these bounds.
+// histKey is a key a transaction changed.
+type histKey struct {
+	table string // schema.table
+	key   string // keyString
+	// unchanged: the change left TOAST values out (stream.Event.Unchanged),
+	// so it cannot stand for the row where downstream has no earlier one.
+	unchanged bool
+}
+
+// The history covers the last transactions on every captured table, whether
+// or not a backfill runs: a transaction that a chunk's snapshot cannot see
+// although it was logged before the low watermark committed within a moment
+// of it (longer with synchronous replication: visible only once a standby
+// confirmed it), which may be before the job started, and far inside these
+// bounds. A single transaction keeps at most histMaxTxnKeys keys, so that a
+// transaction of a million rows does not hold a million keys.
 const (
-	histMaxTxns = 4096
-	histMaxKeys = 200_000
-	histMaxWAL  = 256 << 20
+	histMaxTxns    = 4096
+	histMaxKeys    = 200_000
+	histMaxTxnKeys = 20_000
+	histMaxWAL     = 256 << 20
 )
 
-// track notes the keys a change touches, for the backfill job's table.
-func (r *reader) track(rel *relation, keys ...map[string]any) {
+// track notes the keys a change touches: in the history, and in the window
+// of a chunk of the change's table.
+func (r *reader) track(rel *relation, unchanged bool, keys ...map[string]any) {
 	if r.bf == nil {
 		return
 	}
-	name := r.bf.table.Load()
-	if name == nil || len(*name) != len(rel.Schema.Schema)+1+len(rel.Schema.Table) ||
-		*name != rel.Schema.Schema+"."+rel.Schema.Table {
-		return
-	}
 	w := r.bf.active.Load()
-	if w != nil && (w.table != *name || !w.lowSeen) {
+	if w != nil && (!w.lowSeen || w.table != rel.name) {
 		w = nil
 	}
+	prev := ""
 	for _, k := range keys {
 		if k == nil {
 			continue
 		}
 		ks := keyString(k)
-		if w != nil {
-			w.changed[ks] = struct{}{}
+		if ks == prev {
+			continue // an update that kept its key
 		}
-		r.txKeys = append(r.txKeys, ks)
+		prev = ks
+		if w != nil {
+			if len(w.changed) < histMaxKeys {
+				w.changed[ks] = struct{}{}
+			} else {
+				w.overflow = true
+			}
+		}
+		if len(r.txKeys) < histMaxTxnKeys {
+			r.txKeys = append(r.txKeys, histKey{table: rel.name, key: ks, unchanged: unchanged})
+		} else if !slices.Contains(r.txOverflow, rel.name) {
+			r.txOverflow = append(r.txOverflow, rel.name)
+		}
 	}
 }
 
-// remember adds the committed transaction's keys to the history.
+// remember adds the committed transaction's keys to the history and drops
+// the oldest entries beyond its bounds.
 func (r *reader) remember() {
-	if len(r.txKeys) == 0 {
+	if len(r.txKeys) == 0 && len(r.txOverflow) == 0 {
 		return
 	}
-	r.hist = append(r.hist, histTxn{xid: r.xid, lsn: r.commitLSN, keys: r.txKeys})
+	r.hist = append(r.hist, histTxn{xid: r.xid, lsn: r.commitLSN, keys: r.txKeys, overflow: r.txOverflow})
+	r.histSeq++
 	r.histKeys += len(r.txKeys)
-	r.txKeys = nil
-	drop := 0
-	for drop < len(r.hist)-1 && (len(r.hist)-drop > histMaxTxns || r.histKeys > histMaxKeys ||
-		r.commitLSN-r.hist[drop].lsn > histMaxWAL) {
-		r.histKeys -= len(r.hist[drop].keys)
-		drop++
+	r.txKeys, r.txOverflow = nil, nil
+	for r.histHead < len(r.hist)-1 && (len(r.hist)-r.histHead > histMaxTxns || r.histKeys > histMaxKeys ||
+		r.commitLSN-r.hist[r.histHead].lsn > histMaxWAL) {
+		r.histKeys -= len(r.hist[r.histHead].keys)
+		r.histHead++
 	}
-	if drop > 0 {
-		r.hist = append(r.hist[:0:0], r.hist[drop:]...)
+	if r.histHead > len(r.hist)/2 && r.histHead > 64 {
+		// A new array: windows may hold slices of the old one (window.pre).
+		r.hist, r.histHead = append(make([]histTxn, 0, 2*(len(r.hist)-r.histHead)), r.hist[r.histHead:]...), 0
 	}
 }
 
-// forget drops the history when no job runs.
-func (r *reader) forget() {
-	if r.bf != nil && r.bf.table.Load() == nil && len(r.hist) > 0 {
-		r.hist, r.histKeys = nil, 0
-	}
+// history returns the history's entries, oldest first, and the number of
+// transactions remembered before the first of them.
+func (r *reader) history() ([]histTxn, uint64) {
+	h := r.hist[r.histHead:len(r.hist):len(r.hist)] // entries are never modified
+	return h, r.histSeq - uint64(len(h))
 }
 
 // trackRelation notes the versions of the chunk's table streamed after the
@@ -532,7 +626,8 @@ func (r *reader) signal(ctx context.Context, row map[string]any) error {
 	case "low":
 		if w != nil && w.id == chunk {
 			w.lowSeen = true
-			w.pre = r.hist[:len(r.hist):len(r.hist)] // entries are never modified
+			w.pre, _ = r.history()
+			w.lowSeq = r.histSeq
 		}
 	case "high":
 		if w != nil && w.id == chunk && w.lowSeen {
@@ -543,6 +638,55 @@ func (r *reader) signal(ctx context.Context, row map[string]any) error {
 }
 
 var errChunkTruncated = errors.New("table truncated while the chunk was read")
+
+// maxRereadRounds bounds the windows after a table's last chunk that only
+// read again keys dropped from the one before.
+const maxRereadRounds = 5
+
+// dropped returns the keys of the chunk that must not be published at the
+// high watermark: those changed by a transaction that the chunk's snapshot
+// could not see and that was logged before the high watermark — before the
+// low one (the history when it was seen, w.pre) or in the window. A key
+// changed in the window by a transaction the snapshot saw is published: the
+// chunk's row already holds that change, complete (also its TOAST values,
+// which the change event may have left out), and every later change comes
+// after it. Should the history have lost transactions of the window (its
+// bounds), every key changed in the window is dropped.
+//
+// reread holds the dropped keys whose change left TOAST values out: a
+// consumer that never saw an earlier row of the key (it starts with the
+// backfill) would lack them, so they are read again in the next chunk.
+func (r *reader) dropped(w *window) (drop, reread map[string]struct{}, err error) {
+	hist, first := r.history()
+	drop, reread = map[string]struct{}{}, map[string]struct{}{}
+	if first > w.lowSeq {
+		if w.overflow {
+			return nil, nil, fmt.Errorf("more than %d keys of %s changed while the chunk was read", histMaxKeys, w.table)
+		}
+		drop, hist = w.changed, nil
+	} else {
+		hist = hist[w.lowSeq-first:]
+	}
+	for _, txns := range [][]histTxn{w.pre, hist} {
+		for _, h := range txns {
+			if w.snap.visible(h.xid) {
+				continue
+			}
+			if slices.Contains(h.overflow, w.table) {
+				return nil, nil, fmt.Errorf("a transaction the chunk could not see changed more than %d keys of %s", histMaxTxnKeys, w.table)
+			}
+			for _, k := range h.keys {
+				if k.table == w.table {
+					drop[k.key] = struct{}{}
+					if k.unchanged {
+						reread[k.key] = struct{}{}
+					}
+				}
+			}
+		}
+	}
+	return drop, reread, nil
+}
 
 // high emits the chunk's surviving rows at the high watermark's position,
 // inside its transaction.
@@ -562,6 +706,11 @@ func (r *reader) high(ctx context.Context, w *window) error {
 			w.failed <- fmt.Errorf("table %s changed while the chunk was read", w.table)
 			return nil
 		}
+	}
+	drop, reread, err := r.dropped(w)
+	if err != nil {
+		w.failed <- err
+		return nil
 	}
 	if cur := r.rels[w.rel.ID]; cur == nil || !sameSchema(cur.Schema, w.rel.Schema) {
 		// The version the chunk was read with is the table's latest: no
@@ -586,17 +735,12 @@ func (r *reader) high(ctx context.Context, w *window) error {
 		WHERE slot_name = $1 AND job = $2 AND table_name = $3`, r.c.cfg.Slot, w.job, w.table, r.commitLSN.String()); err != nil {
 		return fmt.Errorf("record the chunk of %s being published: %w", w.table, err)
 	}
-	drop := w.changed
-	for _, h := range w.pre {
-		if !w.snap.visible(h.xid) {
-			for _, k := range h.keys {
-				drop[k] = struct{}{}
-			}
-		}
-	}
 	n := 0
 	for i := range w.rows {
 		if _, ok := drop[w.keys[i]]; ok {
+			if _, again := reread[w.keys[i]]; again && w.raw[i] != nil {
+				w.reread = append(w.reread, w.raw[i])
+			}
 			continue
 		}
 		ev := w.rows[i]
@@ -607,8 +751,9 @@ func (r *reader) high(ctx context.Context, w *window) error {
 		}
 		n++
 	}
-	r.c.log.Debug("backfill chunk emitted", "table", w.table, "rows", n, "dropped", len(w.rows)-n, "lsn", r.commitLSN.String())
-	w.rows, w.keys = nil, nil
+	r.c.log.Debug("backfill chunk emitted", "table", w.table, "rows", n, "dropped", len(w.rows)-n, "read_again", len(w.reread),
+		"lsn", r.commitLSN.String())
+	w.rows, w.keys, w.raw = nil, nil, nil
 	w.emitted <- n
 	r.afterCommit = append(r.afterCommit, func() { close(w.acked) })
 	return nil
@@ -640,7 +785,7 @@ func (b *backfiller) prepare(ctx context.Context, db querier) error {
 			b.skip[j.table] = keys
 		}
 		found, err := scanChunkKeys(ctx, c.cfg.Brokers, c.cfg.KafkaSecurity, stream.Topic(c.cfg.TopicPrefix, schema, table), j.pending,
-			int64(c.cfg.MaxInFlight), keys)
+			c.cfg.inFlightMargin(), keys)
 		if err != nil {
 			return fmt.Errorf("read what the last chunk of %s published: %w", j.table, err)
 		}

@@ -66,6 +66,7 @@ type relation struct {
 	ID     uint32
 	Schema stream.TableSchema
 	Topic  string
+	name   string // schema.table
 	Decode []pgdecode.Decoder
 	isKey  []bool
 	ident  byte // relreplident: d default, f full, i index, n nothing
@@ -133,7 +134,7 @@ ORDER BY a.attnum`, schema, table)
 // columns pgoutput marks as part of the replica identity (nil from the catalog).
 func buildRelation(ctx context.Context, cat pgdecode.Catalog, meta tableMeta, id uint32, schema, table, prefix string,
 	cols []sourceColumn, flagged []string) (*relation, error) {
-	rel := &relation{ID: id, Topic: stream.Topic(prefix, schema, table), ident: meta.ident,
+	rel := &relation{ID: id, Topic: stream.Topic(prefix, schema, table), ident: meta.ident, name: schema + "." + table,
 		Schema: stream.TableSchema{Schema: schema, Table: table}}
 	names := make([]string, len(cols))
 	for i, c := range cols {

@@ -27,6 +27,7 @@ type chunkReader struct {
 	pkCast []string // their types, for the literals of the last key
 	sel    string   // SELECT columns FROM table
 	where  string   // WHERE (key) > (last key), keyed tables only
+	pkCols string   // the key columns, keyed tables only
 	order  string   // ORDER BY key, keyed tables only
 }
 
@@ -79,7 +80,8 @@ func newChunkReader(ctx context.Context, db querier, cat pgdecode.Catalog, schem
 		for i := range order {
 			params[i] = fmt.Sprintf("$%d::%s", i+1, cr.pkCast[i])
 		}
-		cr.where = " WHERE (" + strings.Join(order, ", ") + ") > (" + strings.Join(params, ", ") + ")"
+		cr.pkCols = strings.Join(order, ", ")
+		cr.where = " WHERE (" + cr.pkCols + ") > (" + strings.Join(params, ", ") + ")"
 		cr.order = " ORDER BY " + strings.Join(order, ", ")
 	}
 	return cr, nil
@@ -132,6 +134,50 @@ func (cr *chunkReader) read(ctx context.Context, db querier, after []string, lim
 		return nil, n, false, fmt.Errorf("read %s.%s: %w", cr.schema, cr.table, err)
 	}
 	return last, n, !cr.keyed() || n < limit, nil
+}
+
+// rawKey returns the text of a row's key columns, as read returns the last
+// key: what readKeys takes.
+func (cr *chunkReader) rawKey(raw [][]byte) []string {
+	k := make([]string, len(cr.pkIdx))
+	for i, j := range cr.pkIdx {
+		k[i] = string(raw[j])
+	}
+	return k
+}
+
+// readKeys reads the rows of the given keys (of a keyed table, as rawKey
+// returns them) that exist, calling fn with each one's values.
+func (cr *chunkReader) readKeys(ctx context.Context, db querier, keys [][]string, fn func(raw [][]byte) error) error {
+	for len(keys) > 0 {
+		batch := keys[:min(len(keys), 500)]
+		keys = keys[len(batch):]
+		tuples := make([]string, len(batch))
+		args := []any{pgx.QueryExecModeSimpleProtocol}
+		for t, k := range batch {
+			ps := make([]string, len(k))
+			for i, v := range k {
+				args = append(args, v)
+				ps[i] = fmt.Sprintf("$%d::%s", len(args)-1, cr.pkCast[i])
+			}
+			tuples[t] = "(" + strings.Join(ps, ", ") + ")"
+		}
+		rows, err := db.Query(ctx, cr.sel+" WHERE ("+cr.pkCols+") IN ("+strings.Join(tuples, ", ")+")", args...)
+		if err != nil {
+			return fmt.Errorf("read keys of %s.%s: %w", cr.schema, cr.table, err)
+		}
+		for rows.Next() {
+			if err := fn(rows.RawValues()); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read keys of %s.%s: %w", cr.schema, cr.table, err)
+		}
+	}
+	return nil
 }
 
 // decode turns a row's text values into column values.

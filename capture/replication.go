@@ -39,16 +39,20 @@ type reader struct {
 	seq        uint64
 	// afterCommit are called once Kafka acknowledged the current transaction.
 	afterCommit []func()
-	// keys of the backfilled table changed by the current transaction and
-	// by the last ones (backfill.go)
-	txKeys    []string
-	hist      []histTxn
-	histKeys  int
-	chunk     []stream.Event
-	change    pgoutput.Change // reused for every row change
-	lastChunk int             // events in the last transaction's last chunk
-	lastIdle  stream.LSN
-	warnedNaN map[string]bool
+	// keys changed by the current transaction and by the last ones, a
+	// bounded history (backfill.go): hist[histHead:] are its entries,
+	// histSeq counts the transactions it ever took.
+	txKeys     []histKey
+	txOverflow []string
+	hist       []histTxn
+	histHead   int
+	histSeq    uint64
+	histKeys   int
+	chunk      []stream.Event
+	change     pgoutput.Change // reused for every row change
+	lastChunk  int             // events in the last transaction's last chunk
+	lastIdle   stream.LSN
+	warnedNaN  map[string]bool
 }
 
 func (r *reader) run(ctx context.Context, start stream.LSN) error {
@@ -229,7 +233,6 @@ func (r *reader) message(ctx context.Context, data []byte) error {
 		}
 		r.afterCommit = r.afterCommit[:0]
 		r.remember()
-		r.forget()
 		return nil
 	case *pglogrepl.RelationMessage:
 		return r.relation(ctx, m)
@@ -275,7 +278,7 @@ func (r *reader) rowChange(ctx context.Context, c *pgoutput.Change) error {
 			return err
 		}
 		key := rel.key(after)
-		r.track(rel, key)
+		r.track(rel, false, key)
 		return r.emit(ctx, rel, stream.OpInsert, key, nil, after, unchanged)
 	case 'U':
 		after, unchanged, err := r.tuple(rel, c.New, false)
@@ -304,7 +307,7 @@ func (r *reader) rowChange(ctx context.Context, c *pgoutput.Change) error {
 			unchanged = nil
 		}
 		key := rel.key(after)
-		r.track(rel, key, rel.key(before)) // the old key too, should the update change it
+		r.track(rel, unchanged != nil, key, rel.key(before)) // the old key too, should the update change it
 		return r.emit(ctx, rel, stream.OpUpdate, key, before, after, unchanged)
 	default: // 'D'
 		before, _, err := r.tuple(rel, c.Old, c.OldKind == 'K')
@@ -312,7 +315,7 @@ func (r *reader) rowChange(ctx context.Context, c *pgoutput.Change) error {
 			return err
 		}
 		key := rel.key(before)
-		r.track(rel, key)
+		r.track(rel, false, key)
 		return r.emit(ctx, rel, stream.OpDelete, key, before, nil, nil)
 	}
 }

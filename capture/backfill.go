@@ -169,7 +169,8 @@ func (s txSnapshot) visible(xid uint32) bool {
 // keyString is a comparable form of a key's decoded values. It runs for
 // every change captured (track), so the common key types skip fmt.
 func keyString(k map[string]any) string {
-	b := make([]byte, 0, 32)
+	var buf [64]byte // on the stack: one allocation, the string
+	b := buf[:0]
 	if len(k) == 1 {
 		for n, v := range k {
 			return string(appendKeyPart(b, n, v))
@@ -249,6 +250,12 @@ func (b *backfiller) runOnce(ctx context.Context, conn *pgx.Conn) error {
 	jobs, err := b.c.loadProgress(ctx, conn, "")
 	if err != nil {
 		return err
+	}
+	// Watermark rows of chunks a crashed or failed run left: no window
+	// waits for them any more (one job runs at a time, here).
+	if _, err := conn.Exec(ctx, `DELETE FROM `+b.c.signalIdent()+` WHERE slot_name = $1 AND kind IN ('low', 'high')`,
+		b.c.cfg.Slot); err != nil {
+		return fmt.Errorf("clean signal table: %w", err)
 	}
 	for _, j := range jobs {
 		if j.done || j.job == snapshotJob { // the initial snapshot is finished before streaming

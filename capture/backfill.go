@@ -68,10 +68,13 @@ type backfiller struct {
 	// skip holds, per table, the encoded keys that the chunk being published
 	// when an earlier run died had published: they are not published again.
 	skip map[string]map[string]struct{}
+	// again holds, per job, the keys to read again (window.reread), kept
+	// when a chunk fails and its job is retried.
+	again map[string][][]string
 }
 
 func newBackfiller(c *Capture) *backfiller {
-	return &backfiller{c: c, wake: make(chan struct{}, 1), skip: map[string]map[string]struct{}{}}
+	return &backfiller{c: c, wake: make(chan struct{}, 1), skip: map[string]map[string]struct{}{}, again: map[string][][]string{}}
 }
 
 func (b *backfiller) kick() {
@@ -294,7 +297,7 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 	c.metrics.track(tp)
 	c.log.Info("backfill started", "table", job.table, "job", job.job, "rows_done", job.rowsDone, "resumed", job.lastKey != nil)
 	lastLog := time.Now()
-	var again [][]string // keys dropped from the last chunk, read again
+	again := b.again[job.job] // keys dropped from the last chunk, read again
 	keysOnly, rounds := false, 0
 	for {
 		w := newWindow(job.table)
@@ -311,6 +314,7 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 		select {
 		case <-w.emitted:
 			again = w.reread
+			b.again[job.job] = again
 		case err := <-w.failed:
 			c.log.Info("backfill chunk must be read again", "table", job.table, "reason", err)
 			if _, err := conn.Exec(ctx, `DELETE FROM `+c.signalIdent()+` WHERE slot_name = $1 AND chunk = $2`, c.cfg.Slot, w.id); err != nil {
@@ -359,6 +363,7 @@ func (b *backfiller) runJob(ctx context.Context, conn *pgx.Conn, job progressRow
 			rows, rate, _, _ := tp.figures(time.Now())
 			c.log.Info("backfill of table done", "table", job.table, "job", job.job, "rows", rows, "rows_per_s", int(rate))
 			delete(b.skip, job.table)
+			delete(b.again, job.job)
 			return nil
 		}
 		if time.Since(lastLog) >= 10*time.Second {

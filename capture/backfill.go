@@ -20,7 +20,7 @@ import (
 	"github.com/starstream/starstream/stream"
 )
 
-// Backfills re-read a table while streaming goes on, without locks, the way
+// Backfills re-read a table while streaming goes on, without blocking writers, the way
 // DBLog does (Andreas Andreakis, Ioannis Papapanagiotou, "DBLog: A Watermark
 // Based Change-Data-Capture Framework", 2020). Each chunk of rows (keyset
 // pagination in primary-key order) is read between two rows written to the

@@ -16,8 +16,10 @@ func main() {
 		<-ctx.Done()
 		stop() // restore default handling: a second signal exits at once
 	}()
+	stopProfiles := startProfiles()
 	err := newRoot().ExecuteContext(ctx)
 	stop()
+	stopProfiles()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starstream:", err)
 		os.Exit(1)

@@ -1,7 +1,10 @@
 package facts
 
 import (
+	"cmp"
+	"fmt"
 	"math/big"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +25,148 @@ import (
 // state record, and restoring replays those records through the same code, so
 // a restore rebuilds exactly the cells an uninterrupted run holds.
 
+// aggregate is the part of an aggregate fact that differs from the others:
+// its source rows and how they make up its cells. applyAggregate,
+// restoreAggregate and aggregateBase.emit run the rest for all of them.
+type aggregate interface {
+	base() *aggregateBase
+	// setSale replaces a fact_sales item's contribution.
+	setSale(id int64, s *sale, t touched)
+	// truncate deletes every live source row at pos, in key order (see
+	// liveKeys), and returns their state records.
+	truncate(pos stream.Position, t touched) []stream.Event
+	// change applies a captured change of a source row and returns its state
+	// record; false when it does not apply (see admit).
+	change(r stream.Record, q *quality.Quarantine, t touched) (stream.Event, bool)
+	// restoreSource replays a source row's state record; false when ev is not one.
+	restoreSource(ev stream.Event) bool
+	// row renders a cell as it stands now, without its position columns; nil
+	// when the cell is gone.
+	row(key string, r stream.Record, q *quality.Quarantine) map[string]any
+}
+
+// aggregateBase is what every aggregate fact holds beside its source rows and
+// cells: the fact_sales items it consumes and its cells' writes.
+type aggregateBase struct {
+	p         *Pipeline
+	name      string // the fact's name, for errors
+	saleTable string // state table of the consumed fact_sales items
+	sales     map[int64]*sale
+	w         *writes
+}
+
+func (b *aggregateBase) base() *aggregateBase { return b }
+
+// schemas returns the state tables of an aggregate whose source rows are
+// recorded in source.
+func (b *aggregateBase) schemas(source stream.TableSchema) []stream.TableSchema {
+	return []stream.TableSchema{source, saleState(b.saleTable), b.w.schema}
+}
+
+// applyAggregate processes one input change of an aggregate fact: a fact_sales
+// row replaces its item's contribution, a truncate deletes every source row, a
+// captured change replaces its source row's; then the touched cells are written.
+func applyAggregate(a aggregate, r stream.Record, q *quality.Quarantine) ([]sinks.Row, []stream.Event) {
+	b := a.base()
+	ev := r.Event
+	t := touched{}
+	var state []stream.Event
+	switch {
+	case isSale(ev):
+		id, s, ok := saleFrom(ev)
+		if !ok || applied(b.sales, id, s.pos) {
+			return nil, nil // re-published by fact_sales, or replayed
+		}
+		a.setSale(id, s, t)
+		state = append(state, s.record(b.saleTable, id))
+	case ev.Op == stream.OpTruncate:
+		state = a.truncate(ev.Pos, t)
+	default:
+		rec, ok := a.change(r, q, t)
+		if !ok {
+			return nil, nil
+		}
+		state = append(state, rec)
+	}
+	rows, cells := b.emit(a, r, q, t)
+	return rows, append(state, cells...)
+}
+
+// restoreAggregate replays one state record of an aggregate fact.
+func restoreAggregate(a aggregate, ev stream.Event) error {
+	b := a.base()
+	switch ev.Table {
+	case b.saleTable:
+		id, s := saleFromState(ev)
+		a.setSale(id, s, touched{})
+	case b.w.schema.Table:
+		b.w.restore(ev)
+	default:
+		if !a.restoreSource(ev) {
+			return fmt.Errorf("%s: unknown state record %s.%s", b.name, ev.Schema, ev.Table)
+		}
+	}
+	return nil
+}
+
+// emit writes the touched cells as they stand now, with the dimension versions
+// valid at the change that rewrote them.
+func (b *aggregateBase) emit(a aggregate, r stream.Record, q *quality.Quarantine, t touched) (rows []sinks.Row, state []stream.Event) {
+	for _, key := range t.keys() {
+		pos, rec := b.w.next(key, t[key], r.Event.Pos)
+		state = append(state, rec)
+		vals := a.row(key, r, q)
+		if vals == nil {
+			rows = append(rows, sinks.Row{Op: sinks.Delete, Values: t[key], Pos: pos})
+			continue
+		}
+		sourcePos(vals, r.Event.Pos)
+		rows = append(rows, sinks.Row{Op: sinks.Upsert, Values: vals, Pos: pos})
+	}
+	return rows, state
+}
+
+// sourceRow is the latest applied version of a source row (or consumed
+// fact_sales item) an aggregate keeps.
+type sourceRow interface {
+	position() stream.Position
+	isDeleted() bool
+}
+
+// applied reports whether rows holds a version of id at or after pos.
+func applied[K comparable, V sourceRow](rows map[K]V, id K, pos stream.Position) bool {
+	old, ok := rows[id]
+	if !ok {
+		return false
+	}
+	last := old.position()
+	return stale(&last, pos)
+}
+
+// admit reports whether a captured change of source row id applies: not when
+// it was already applied (a re-delivery), nor when an error rule quarantines it
+// (the row's previous contribution stays). warn is the warning rules it breaks.
+func admit[K comparable, V sourceRow](rows map[K]V, id K, rules []quality.Rule, r stream.Record, q *quality.Quarantine) (warn []string, ok bool) {
+	if applied(rows, id, r.Event.Pos) {
+		return nil, false
+	}
+	warn, blocked := check(rules, r, q)
+	return warn, !blocked
+}
+
+// liveKeys returns the keys of the source rows not deleted, in order, so a
+// truncate deletes them in the same order on every run.
+func liveKeys[K cmp.Ordered, V sourceRow](rows map[K]V) []K {
+	keys := make([]K, 0, len(rows))
+	for k, v := range rows {
+		if !v.isDeleted() {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // attributed reports whether an order status lets its items count as sold,
 // purchased or attributed: a cancelled or returned order does not (the money
 // went back), so when an order becomes so its items are withdrawn.
@@ -40,6 +185,9 @@ type sale struct {
 	pos        stream.Position
 	deleted    bool
 }
+
+func (s *sale) position() stream.Position { return s.pos }
+func (s *sale) isDeleted() bool           { return s.deleted }
 
 // counts reports whether the sale contributes to aggregates at all.
 func (s *sale) counts() bool {

@@ -1,7 +1,6 @@
 package facts
 
 import (
-	"fmt"
 	"sort"
 	"time"
 
@@ -29,15 +28,13 @@ const PurchaseWindow = time.Hour
 // order they arrive in: whenever a checkout, a session's customer or an item
 // changes, the items it concerns are attributed again.
 type cart struct {
-	p        *Pipeline
+	aggregateBase
 	events   map[int64]*cartEvent
 	sessions map[string]*cartSession
 	cells    map[string]*cartCell
-	sales    map[int64]*sale
 	items    map[string]map[int64]bool       // customer and product → attributable items
 	cands    map[string]map[string]*cartCell // customer and product → cells with a checkout
 	attr     map[int64]attribution           // item → the cell it counts in
-	w        *writes
 }
 
 type cartEvent struct {
@@ -95,10 +92,10 @@ var cartEventState = stream.TableSchema{Schema: "state", Table: cartEventTable, 
 }}
 
 func newCart(p *Pipeline) *cart {
-	c := &cart{p: p, w: newWrites("fact_cart_cell", []stream.Column{
+	c := &cart{aggregateBase: aggregateBase{p: p, name: Cart.Name, saleTable: cartSaleTable, w: newWrites("fact_cart_cell", []stream.Column{
 		{Name: "session_id", Type: stream.Type{Kind: stream.KindString}, Key: true},
 		{Name: "product_id", Type: stream.Type{Kind: stream.KindInt}, Key: true},
-	})}
+	})}}
 	c.reset()
 	return c
 }
@@ -109,31 +106,27 @@ func (c *cart) reset() {
 	c.w.reset()
 }
 
-func (c *cart) stateSchemas() []stream.TableSchema {
-	return []stream.TableSchema{cartEventState, saleState(cartSaleTable), c.w.schema}
+func (c *cart) stateSchemas() []stream.TableSchema { return c.schemas(cartEventState) }
+
+func (c *cart) restore(ev stream.Event) error { return restoreAggregate(c, ev) }
+
+func (c *cart) restoreSource(ev stream.Event) bool {
+	if ev.Table != cartEventTable {
+		return false
+	}
+	id, _ := asInt(ev.After["cart_event_id"])
+	e := &cartEvent{sessionID: str(ev.After["session_id"]), customerID: intOrNil(ev.After["customer_id"]),
+		action: str(ev.After["action"]), warn: splitWarnings(ev.After["warnings"]), pos: ev.Pos}
+	e.productID, _ = asInt(ev.After["product_id"])
+	e.quantity, _ = asInt(ev.After["quantity"])
+	e.at, _ = ev.After["occurred_at"].(time.Time)
+	e.deleted, _ = ev.After["deleted"].(bool)
+	c.setEvent(id, e, touched{})
+	return true
 }
 
-func (c *cart) restore(ev stream.Event) error {
-	switch ev.Table {
-	case cartEventTable:
-		id, _ := asInt(ev.After["cart_event_id"])
-		e := &cartEvent{sessionID: str(ev.After["session_id"]), customerID: intOrNil(ev.After["customer_id"]),
-			action: str(ev.After["action"]), warn: splitWarnings(ev.After["warnings"]), pos: ev.Pos}
-		e.productID, _ = asInt(ev.After["product_id"])
-		e.quantity, _ = asInt(ev.After["quantity"])
-		e.at, _ = ev.After["occurred_at"].(time.Time)
-		e.deleted, _ = ev.After["deleted"].(bool)
-		c.setEvent(id, e, touched{})
-	case cartSaleTable:
-		id, s := saleFromState(ev)
-		c.setSale(id, s, touched{})
-	case c.w.schema.Table:
-		c.w.restore(ev)
-	default:
-		return fmt.Errorf("%s: unknown state record %s.%s", Cart.Name, ev.Schema, ev.Table)
-	}
-	return nil
-}
+func (e *cartEvent) position() stream.Position { return e.pos }
+func (e *cartEvent) isDeleted() bool           { return e.deleted }
 
 func (e *cartEvent) record(id int64) stream.Event {
 	after := map[string]any{"cart_event_id": id, "session_id": nil, "customer_id": e.customerID, "product_id": e.productID,
@@ -145,52 +138,38 @@ func (e *cartEvent) record(id int64) stream.Event {
 }
 
 func (c *cart) apply(r stream.Record, q *quality.Quarantine) ([]sinks.Row, []stream.Event) {
-	ev := r.Event
-	t := touched{}
-	var state []stream.Event
-	switch {
-	case isSale(ev):
-		id, s, ok := saleFrom(ev)
-		if !ok || (c.sales[id] != nil && stale(&c.sales[id].pos, s.pos)) {
-			return nil, nil // re-published by fact_sales, or replayed
-		}
-		c.setSale(id, s, t)
-		state = append(state, s.record(cartSaleTable, id))
-	case ev.Op == stream.OpTruncate:
-		ids := make([]int64, 0, len(c.events))
-		for id, e := range c.events {
-			if !e.deleted {
-				ids = append(ids, id)
-			}
-		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		for _, id := range ids {
-			e := &cartEvent{pos: ev.Pos, deleted: true}
-			c.setEvent(id, e, t)
-			state = append(state, e.record(id))
-		}
-	default:
-		id, ok := asInt(ev.Key["cart_event_id"])
-		if !ok || (c.events[id] != nil && stale(&c.events[id].pos, ev.Pos)) {
-			return nil, nil // already applied (re-delivery)
-		}
-		e := &cartEvent{pos: ev.Pos, deleted: ev.Op == stream.OpDelete}
-		if !e.deleted {
-			warn, blocked := check(c.p.spec.Rules, r, q)
-			if blocked {
-				return nil, nil // quarantined: the previous contribution stays
-			}
-			row := ev.After
-			e.sessionID, e.customerID, e.action, e.warn = str(row["session_id"]), intOrNil(row["customer_id"]), str(row["action"]), warn
-			e.productID, _ = asInt(row["product_id"])
-			e.quantity, _ = asInt(row["quantity"])
-			e.at, _ = row["occurred_at"].(time.Time)
-		}
+	return applyAggregate(c, r, q)
+}
+
+func (c *cart) truncate(pos stream.Position, t touched) (state []stream.Event) {
+	for _, id := range liveKeys(c.events) {
+		e := &cartEvent{pos: pos, deleted: true}
 		c.setEvent(id, e, t)
 		state = append(state, e.record(id))
 	}
-	rows, cells := c.emit(r, q, t)
-	return rows, append(state, cells...)
+	return state
+}
+
+func (c *cart) change(r stream.Record, q *quality.Quarantine, t touched) (stream.Event, bool) {
+	ev := r.Event
+	id, ok := asInt(ev.Key["cart_event_id"])
+	if !ok {
+		return stream.Event{}, false
+	}
+	warn, ok := admit(c.events, id, c.p.spec.Rules, r, q)
+	if !ok {
+		return stream.Event{}, false // already applied, or quarantined: the previous contribution stays
+	}
+	e := &cartEvent{pos: ev.Pos, deleted: ev.Op == stream.OpDelete}
+	if !e.deleted {
+		row := ev.After
+		e.sessionID, e.customerID, e.action, e.warn = str(row["session_id"]), intOrNil(row["customer_id"]), str(row["action"]), warn
+		e.productID, _ = asInt(row["product_id"])
+		e.quantity, _ = asInt(row["quantity"])
+		e.at, _ = row["occurred_at"].(time.Time)
+	}
+	c.setEvent(id, e, t)
+	return e.record(id), true
 }
 
 // setEvent replaces a cart event's contribution, then attributes again the
@@ -378,31 +357,24 @@ func (c *cart) attribute(id int64, t touched) {
 	}
 }
 
-// emit writes the touched cells as they stand now, with the customer and
-// product versions valid at the change that rewrote them.
-func (c *cart) emit(r stream.Record, q *quality.Quarantine, t touched) (rows []sinks.Row, state []stream.Event) {
-	for _, key := range t.keys() {
-		pos, rec := c.w.next(key, t[key], r.Event.Pos)
-		state = append(state, rec)
-		cell := c.cells[key]
-		if cell == nil {
-			rows = append(rows, sinks.Row{Op: sinks.Delete, Values: t[key], Pos: pos})
-			continue
-		}
-		s := cell.session
-		var fails []quality.Failure
-		day := dimensions.DateKey(s.first)
-		vals := map[string]any{"session_id": s.id, "product_id": cell.productID, "customer_id": s.customer,
-			"customer_key": resolve(c.p, "customer_key", s.customer, r, q, &fails),
-			"product_key":  resolve(c.p, "product_key", cell.productID, r, q, &fails),
-			"date_key":     day, "session_started_at": s.first, "checked_out_at": nil,
-			"added_units": cell.added, "removed_units": cell.removed, "checked_out_units": cell.checkedOut, "purchased_units": cell.purchased}
-		if !cell.checkout.IsZero() {
-			vals["checked_out_at"] = cell.checkout
-		}
-		vals["dq_warnings"] = cell.warns.column(fails)
-		sourcePos(vals, r.Event.Pos)
-		rows = append(rows, sinks.Row{Op: sinks.Upsert, Values: vals, Pos: pos})
+// row renders a cell with the customer and product versions valid at the
+// change that rewrote it.
+func (c *cart) row(key string, r stream.Record, q *quality.Quarantine) map[string]any {
+	cell := c.cells[key]
+	if cell == nil {
+		return nil
 	}
-	return rows, state
+	s := cell.session
+	var fails []quality.Failure
+	day := dimensions.DateKey(s.first)
+	vals := map[string]any{"session_id": s.id, "product_id": cell.productID, "customer_id": s.customer,
+		"customer_key": resolve(c.p, "customer_key", s.customer, r, q, &fails),
+		"product_key":  resolve(c.p, "product_key", cell.productID, r, q, &fails),
+		"date_key":     day, "session_started_at": s.first, "checked_out_at": nil,
+		"added_units": cell.added, "removed_units": cell.removed, "checked_out_units": cell.checkedOut, "purchased_units": cell.purchased}
+	if !cell.checkout.IsZero() {
+		vals["checked_out_at"] = cell.checkout
+	}
+	vals["dq_warnings"] = cell.warns.column(fails)
+	return vals
 }

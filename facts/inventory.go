@@ -1,9 +1,6 @@
 package facts
 
 import (
-	"fmt"
-	"sort"
-
 	"github.com/starstream/starstream/dimensions"
 	"github.com/starstream/starstream/dimensions/quality"
 	"github.com/starstream/starstream/sinks"
@@ -22,11 +19,9 @@ import (
 // the product's row for warehouse AllWarehouses and the order's day, while the
 // order counts (see attributed).
 type inventory struct {
-	p     *Pipeline
+	aggregateBase
 	stock map[string]*stockLevel // by product and warehouse
-	sales map[int64]*sale
 	cells map[string]*stockDay
-	w     *writes
 }
 
 type stockLevel struct {
@@ -76,11 +71,11 @@ var inventoryStockState = stream.TableSchema{Schema: "state", Table: inventorySt
 }}
 
 func newInventory(p *Pipeline) *inventory {
-	i := &inventory{p: p, w: newWrites("fact_inventory_cell", []stream.Column{
+	i := &inventory{aggregateBase: aggregateBase{p: p, name: Inventory.Name, saleTable: inventorySaleTable, w: newWrites("fact_inventory_cell", []stream.Column{
 		{Name: "product_id", Type: stream.Type{Kind: stream.KindInt}, Key: true},
 		{Name: "warehouse_code", Type: stream.Type{Kind: stream.KindString}, Key: true},
 		{Name: "date_key", Type: stream.Type{Kind: stream.KindInt}, Key: true},
-	})}
+	})}}
 	i.reset()
 	return i
 }
@@ -90,31 +85,27 @@ func (i *inventory) reset() {
 	i.w.reset()
 }
 
-func (i *inventory) stateSchemas() []stream.TableSchema {
-	return []stream.TableSchema{inventoryStockState, saleState(inventorySaleTable), i.w.schema}
+func (i *inventory) stateSchemas() []stream.TableSchema { return i.schemas(inventoryStockState) }
+
+func (i *inventory) restore(ev stream.Event) error { return restoreAggregate(i, ev) }
+
+func (i *inventory) restoreSource(ev stream.Event) bool {
+	if ev.Table != inventoryStockTable {
+		return false
+	}
+	c := stockChange{warehouse: str(ev.After["warehouse_code"]), warn: splitWarnings(ev.After["warnings"]), pos: ev.Pos}
+	c.productID, _ = asInt(ev.After["product_id"])
+	c.onHand, _ = asInt(ev.After["on_hand"])
+	c.reserved, _ = asInt(ev.After["reserved"])
+	c.day, _ = asInt(ev.After["date_key"])
+	c.movement, _ = ev.After["movement"].(bool)
+	c.deleted, _ = ev.After["deleted"].(bool)
+	i.applyStock(c, touched{})
+	return true
 }
 
-func (i *inventory) restore(ev stream.Event) error {
-	switch ev.Table {
-	case inventoryStockTable:
-		c := stockChange{warehouse: str(ev.After["warehouse_code"]), warn: splitWarnings(ev.After["warnings"]), pos: ev.Pos}
-		c.productID, _ = asInt(ev.After["product_id"])
-		c.onHand, _ = asInt(ev.After["on_hand"])
-		c.reserved, _ = asInt(ev.After["reserved"])
-		c.day, _ = asInt(ev.After["date_key"])
-		c.movement, _ = ev.After["movement"].(bool)
-		c.deleted, _ = ev.After["deleted"].(bool)
-		i.applyStock(c, touched{})
-	case inventorySaleTable:
-		id, s := saleFromState(ev)
-		i.setSale(id, s, touched{})
-	case i.w.schema.Table:
-		i.w.restore(ev)
-	default:
-		return fmt.Errorf("%s: unknown state record %s.%s", Inventory.Name, ev.Schema, ev.Table)
-	}
-	return nil
-}
+func (l *stockLevel) position() stream.Position { return l.pos }
+func (l *stockLevel) isDeleted() bool           { return l.deleted }
 
 func (c stockChange) record() stream.Event {
 	key := map[string]any{"product_id": c.productID, "warehouse_code": c.warehouse}
@@ -124,58 +115,41 @@ func (c stockChange) record() stream.Event {
 }
 
 func (i *inventory) apply(r stream.Record, q *quality.Quarantine) ([]sinks.Row, []stream.Event) {
-	ev := r.Event
-	t := touched{}
-	var state []stream.Event
-	switch {
-	case isSale(ev):
-		id, s, ok := saleFrom(ev)
-		if !ok || (i.sales[id] != nil && stale(&i.sales[id].pos, s.pos)) {
-			return nil, nil // re-published by fact_sales, or replayed
-		}
-		i.setSale(id, s, t)
-		state = append(state, s.record(inventorySaleTable, id))
-	case ev.Op == stream.OpTruncate:
-		keys := make([]string, 0, len(i.stock))
-		for k, l := range i.stock {
-			if !l.deleted {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			l := i.stock[k]
-			c := stockChange{productID: l.productID, warehouse: l.warehouse, deleted: true, pos: ev.Pos}
-			i.applyStock(c, t)
-			state = append(state, c.record())
-		}
-	default:
-		row := ev.Row()
-		c := stockChange{warehouse: str(row["warehouse_code"]), pos: ev.Pos}
-		var ok bool
-		if c.productID, ok = asInt(row["product_id"]); !ok {
-			return nil, nil
-		}
-		if l := i.stock[stockKey(c.productID, c.warehouse)]; l != nil && stale(&l.pos, ev.Pos) {
-			return nil, nil // already applied (re-delivery)
-		}
-		c.day = dimensions.DateKey(ev.CommitTime)
-		if ev.Op == stream.OpDelete {
-			c.deleted = true
-		} else {
-			warn, blocked := check(i.p.spec.Rules, r, q)
-			if blocked {
-				return nil, nil // quarantined: the previous level stays
-			}
-			c.onHand, _ = asInt(row["on_hand"])
-			c.reserved, _ = asInt(row["reserved"])
-			c.movement, c.warn = ev.Op != stream.OpSnapshot, warn
-		}
+	return applyAggregate(i, r, q)
+}
+
+func (i *inventory) truncate(pos stream.Position, t touched) (state []stream.Event) {
+	for _, k := range liveKeys(i.stock) {
+		l := i.stock[k]
+		c := stockChange{productID: l.productID, warehouse: l.warehouse, deleted: true, pos: pos}
 		i.applyStock(c, t)
 		state = append(state, c.record())
 	}
-	rows, cells := i.emit(r, q, t)
-	return rows, append(state, cells...)
+	return state
+}
+
+func (i *inventory) change(r stream.Record, q *quality.Quarantine, t touched) (stream.Event, bool) {
+	ev := r.Event
+	row := ev.Row()
+	c := stockChange{warehouse: str(row["warehouse_code"]), pos: ev.Pos}
+	var ok bool
+	if c.productID, ok = asInt(row["product_id"]); !ok {
+		return stream.Event{}, false
+	}
+	warn, ok := admit(i.stock, stockKey(c.productID, c.warehouse), i.p.spec.Rules, r, q)
+	if !ok {
+		return stream.Event{}, false // already applied, or quarantined: the previous level stays
+	}
+	c.day = dimensions.DateKey(ev.CommitTime)
+	if ev.Op == stream.OpDelete {
+		c.deleted = true
+	} else {
+		c.onHand, _ = asInt(row["on_hand"])
+		c.reserved, _ = asInt(row["reserved"])
+		c.movement, c.warn = ev.Op != stream.OpSnapshot, warn
+	}
+	i.applyStock(c, t)
+	return c.record(), true
 }
 
 func stockKey(product int64, warehouse string) string {
@@ -236,25 +210,18 @@ func (i *inventory) cell(product int64, warehouse string, day int64, t touched) 
 	return d
 }
 
-// emit writes the touched cells as they stand now, with the product version
-// valid at the change that rewrote them.
-func (i *inventory) emit(r stream.Record, q *quality.Quarantine, t touched) (rows []sinks.Row, state []stream.Event) {
-	for _, key := range t.keys() {
-		pos, rec := i.w.next(key, t[key], r.Event.Pos)
-		state = append(state, rec)
-		d := i.cells[key]
-		if d == nil {
-			rows = append(rows, sinks.Row{Op: sinks.Delete, Values: t[key], Pos: pos})
-			continue
-		}
-		var fails []quality.Failure
-		vals := map[string]any{"product_id": d.productID, "warehouse_code": d.warehouse, "date_key": d.day,
-			"inventory_date": dateOfKey(d.day), "product_key": resolve(i.p, "product_key", d.productID, r, q, &fails),
-			"on_hand": d.onHand, "reserved": d.reserved,
-			"received_units": d.received, "shipped_units": d.shipped, "sold_units": d.sold}
-		vals["dq_warnings"] = d.warns.column(fails)
-		sourcePos(vals, r.Event.Pos)
-		rows = append(rows, sinks.Row{Op: sinks.Upsert, Values: vals, Pos: pos})
+// row renders a cell with the product version valid at the change that
+// rewrote it.
+func (i *inventory) row(key string, r stream.Record, q *quality.Quarantine) map[string]any {
+	d := i.cells[key]
+	if d == nil {
+		return nil
 	}
-	return rows, state
+	var fails []quality.Failure
+	vals := map[string]any{"product_id": d.productID, "warehouse_code": d.warehouse, "date_key": d.day,
+		"inventory_date": dateOfKey(d.day), "product_key": resolve(i.p, "product_key", d.productID, r, q, &fails),
+		"on_hand": d.onHand, "reserved": d.reserved,
+		"received_units": d.received, "shipped_units": d.shipped, "sold_units": d.sold}
+	vals["dq_warnings"] = d.warns.column(fails)
+	return vals
 }

@@ -3,7 +3,6 @@ package facts
 import (
 	"fmt"
 	"math/big"
-	"sort"
 	"time"
 
 	"github.com/starstream/starstream/dimensions"
@@ -21,11 +20,9 @@ import (
 // and its order to the distinct attributed orders. ROAS is revenue / spend,
 // NULL without spend.
 type marketing struct {
-	p      *Pipeline
+	aggregateBase
 	events map[int64]*campaignEvent
-	sales  map[int64]*sale
 	cells  map[string]*campaignDay
-	w      *writes
 }
 
 type campaignEvent struct {
@@ -63,10 +60,10 @@ var marketingEventState = stream.TableSchema{Schema: "state", Table: marketingEv
 }}
 
 func newMarketing(p *Pipeline) *marketing {
-	m := &marketing{p: p, w: newWrites("fact_marketing_cell", []stream.Column{
+	m := &marketing{aggregateBase: aggregateBase{p: p, name: Marketing.Name, saleTable: marketingSaleTable, w: newWrites("fact_marketing_cell", []stream.Column{
 		{Name: "campaign_id", Type: stream.Type{Kind: stream.KindInt}, Key: true},
 		{Name: "date_key", Type: stream.Type{Kind: stream.KindInt}, Key: true},
-	})}
+	})}}
 	m.reset()
 	return m
 }
@@ -76,29 +73,25 @@ func (m *marketing) reset() {
 	m.w.reset()
 }
 
-func (m *marketing) stateSchemas() []stream.TableSchema {
-	return []stream.TableSchema{marketingEventState, saleState(marketingSaleTable), m.w.schema}
+func (m *marketing) stateSchemas() []stream.TableSchema { return m.schemas(marketingEventState) }
+
+func (m *marketing) restore(ev stream.Event) error { return restoreAggregate(m, ev) }
+
+func (m *marketing) restoreSource(ev stream.Event) bool {
+	if ev.Table != marketingEventTable {
+		return false
+	}
+	id, _ := asInt(ev.After["campaign_event_id"])
+	e := &campaignEvent{typ: str(ev.After["event_type"]), cost: ratOr0(ev.After["cost"]), warn: splitWarnings(ev.After["warnings"]), pos: ev.Pos}
+	e.campaignID, _ = asInt(ev.After["campaign_id"])
+	e.day, _ = asInt(ev.After["date_key"])
+	e.deleted, _ = ev.After["deleted"].(bool)
+	m.setEvent(id, e, touched{})
+	return true
 }
 
-func (m *marketing) restore(ev stream.Event) error {
-	switch ev.Table {
-	case marketingEventTable:
-		id, _ := asInt(ev.After["campaign_event_id"])
-		e := &campaignEvent{typ: str(ev.After["event_type"]), cost: ratOr0(ev.After["cost"]), warn: splitWarnings(ev.After["warnings"]), pos: ev.Pos}
-		e.campaignID, _ = asInt(ev.After["campaign_id"])
-		e.day, _ = asInt(ev.After["date_key"])
-		e.deleted, _ = ev.After["deleted"].(bool)
-		m.setEvent(id, e, touched{})
-	case marketingSaleTable:
-		id, s := saleFromState(ev)
-		m.setSale(id, s, touched{})
-	case m.w.schema.Table:
-		m.w.restore(ev)
-	default:
-		return fmt.Errorf("%s: unknown state record %s.%s", Marketing.Name, ev.Schema, ev.Table)
-	}
-	return nil
-}
+func (e *campaignEvent) position() stream.Position { return e.pos }
+func (e *campaignEvent) isDeleted() bool           { return e.deleted }
 
 func (e *campaignEvent) record(id int64) stream.Event {
 	return stream.Event{Schema: "state", Table: marketingEventTable, Op: stream.OpUpdate, Key: map[string]any{"campaign_event_id": id},
@@ -107,52 +100,38 @@ func (e *campaignEvent) record(id int64) stream.Event {
 }
 
 func (m *marketing) apply(r stream.Record, q *quality.Quarantine) ([]sinks.Row, []stream.Event) {
-	ev := r.Event
-	t := touched{}
-	var state []stream.Event
-	switch {
-	case isSale(ev):
-		id, s, ok := saleFrom(ev)
-		if !ok || (m.sales[id] != nil && stale(&m.sales[id].pos, s.pos)) {
-			return nil, nil // re-published by fact_sales, or replayed
-		}
-		m.setSale(id, s, t)
-		state = append(state, s.record(marketingSaleTable, id))
-	case ev.Op == stream.OpTruncate:
-		ids := make([]int64, 0, len(m.events))
-		for id, e := range m.events {
-			if !e.deleted {
-				ids = append(ids, id)
-			}
-		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		for _, id := range ids {
-			e := &campaignEvent{pos: ev.Pos, deleted: true}
-			m.setEvent(id, e, t)
-			state = append(state, e.record(id))
-		}
-	default:
-		id, ok := asInt(ev.Key["campaign_event_id"])
-		if !ok || (m.events[id] != nil && stale(&m.events[id].pos, ev.Pos)) {
-			return nil, nil // already applied (re-delivery)
-		}
-		e := &campaignEvent{pos: ev.Pos, deleted: ev.Op == stream.OpDelete}
-		if !e.deleted {
-			warn, blocked := check(m.p.spec.Rules, r, q)
-			if blocked {
-				return nil, nil // quarantined: the previous contribution stays
-			}
-			row := ev.After
-			e.campaignID, _ = asInt(row["campaign_id"])
-			at, _ := row["occurred_at"].(time.Time)
-			e.day = dimensions.DateKey(at)
-			e.typ, e.cost, e.warn = str(row["event_type"]), ratOr0(row["cost"]), warn
-		}
+	return applyAggregate(m, r, q)
+}
+
+func (m *marketing) truncate(pos stream.Position, t touched) (state []stream.Event) {
+	for _, id := range liveKeys(m.events) {
+		e := &campaignEvent{pos: pos, deleted: true}
 		m.setEvent(id, e, t)
 		state = append(state, e.record(id))
 	}
-	rows, cells := m.emit(r, q, t)
-	return rows, append(state, cells...)
+	return state
+}
+
+func (m *marketing) change(r stream.Record, q *quality.Quarantine, t touched) (stream.Event, bool) {
+	ev := r.Event
+	id, ok := asInt(ev.Key["campaign_event_id"])
+	if !ok {
+		return stream.Event{}, false
+	}
+	warn, ok := admit(m.events, id, m.p.spec.Rules, r, q)
+	if !ok {
+		return stream.Event{}, false // already applied, or quarantined: the previous contribution stays
+	}
+	e := &campaignEvent{pos: ev.Pos, deleted: ev.Op == stream.OpDelete}
+	if !e.deleted {
+		row := ev.After
+		e.campaignID, _ = asInt(row["campaign_id"])
+		at, _ := row["occurred_at"].(time.Time)
+		e.day = dimensions.DateKey(at)
+		e.typ, e.cost, e.warn = str(row["event_type"]), ratOr0(row["cost"]), warn
+	}
+	m.setEvent(id, e, t)
+	return e.record(id), true
 }
 
 // setEvent replaces a campaign event's contribution.
@@ -219,30 +198,23 @@ func (m *marketing) settle(c *campaignDay, sign int) {
 	}
 }
 
-// emit writes the touched cells as they stand now, with the campaign version
-// valid at the change that rewrote them.
-func (m *marketing) emit(r stream.Record, q *quality.Quarantine, t touched) (rows []sinks.Row, state []stream.Event) {
-	for _, key := range t.keys() {
-		pos, rec := m.w.next(key, t[key], r.Event.Pos)
-		state = append(state, rec)
-		c := m.cells[key]
-		if c == nil {
-			rows = append(rows, sinks.Row{Op: sinks.Delete, Values: t[key], Pos: pos})
-			continue
-		}
-		var fails []quality.Failure
-		vals := map[string]any{"campaign_id": c.campaignID, "date_key": c.day, "activity_date": dateOfKey(c.day),
-			"campaign_key": resolve(m.p, "campaign_key", c.campaignID, r, q, &fails),
-			"impressions":  c.impressions, "clicks": c.clicks, "spend": new(big.Rat).Set(c.spend),
-			"attributed_orders": int64(len(c.orders)), "attributed_revenue": new(big.Rat).Set(c.revenue), "roas": nil}
-		if c.spend.Sign() > 0 {
-			vals["roas"] = roundRat(new(big.Rat).Quo(c.revenue, c.spend), 9)
-		}
-		vals["dq_warnings"] = c.warns.column(fails)
-		sourcePos(vals, r.Event.Pos)
-		rows = append(rows, sinks.Row{Op: sinks.Upsert, Values: vals, Pos: pos})
+// row renders a cell with the campaign version valid at the change that
+// rewrote it.
+func (m *marketing) row(key string, r stream.Record, q *quality.Quarantine) map[string]any {
+	c := m.cells[key]
+	if c == nil {
+		return nil
 	}
-	return rows, state
+	var fails []quality.Failure
+	vals := map[string]any{"campaign_id": c.campaignID, "date_key": c.day, "activity_date": dateOfKey(c.day),
+		"campaign_key": resolve(m.p, "campaign_key", c.campaignID, r, q, &fails),
+		"impressions":  c.impressions, "clicks": c.clicks, "spend": new(big.Rat).Set(c.spend),
+		"attributed_orders": int64(len(c.orders)), "attributed_revenue": new(big.Rat).Set(c.revenue), "roas": nil}
+	if c.spend.Sign() > 0 {
+		vals["roas"] = roundRat(new(big.Rat).Quo(c.revenue, c.spend), 9)
+	}
+	vals["dq_warnings"] = c.warns.column(fails)
+	return vals
 }
 
 func signed(r *big.Rat, sign int) *big.Rat {

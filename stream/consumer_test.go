@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,23 @@ func itemsSchema(schema, table string) stream.TableSchema {
 		{Name: "id", Type: stream.Type{Kind: stream.KindInt}, Key: true},
 		{Name: "note", Type: stream.Type{Kind: stream.KindString}, Nullable: true},
 	}}
+}
+
+// itemsWriter returns a writer with the items schema registered for each topic
+// (its table is the topic's last part, its schema ns), closed when the test ends.
+func itemsWriter(ctx context.Context, t *testing.T, brokers []string, ns string, log *slog.Logger, topics ...string) *stream.Writer {
+	t.Helper()
+	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers}, stream.NewCodecs(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	for _, topic := range topics {
+		if _, err := w.Register(ctx, topic, itemsSchema(ns, topic[strings.LastIndex(topic, ".")+1:])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
 }
 
 func event(schema, table string, id int64, lsn stream.LSN, seq uint64) stream.Event {
@@ -40,16 +58,7 @@ func TestConsumerMergesByPositionAndGates(t *testing.T) {
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
 
-	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers}, stream.NewCodecs(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	for _, tp := range []struct{ topic, table string }{{topicA, "a"}, {topicB, "b"}} {
-		if _, err := w.Register(ctx, tp.topic, itemsSchema(ns, tp.table)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := itemsWriter(ctx, t, brokers, ns, log, topicA, topicB)
 	// 20 transactions, each writing to both tables; LSN 100, 110, ...
 	var want []stream.Position
 	for i := 0; i < 20; i++ {
@@ -146,14 +155,7 @@ func TestFollowerWatermark(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers}, stream.NewCodecs(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if _, err := w.Register(ctx, topic, itemsSchema(ns, "x")); err != nil {
-		t.Fatal(err)
-	}
+	w := itemsWriter(ctx, t, brokers, ns, log, topic)
 	for i := 0; i < 50; i++ {
 		if err := w.Write(ctx, []stream.Event{event(ns, "x", int64(i), stream.LSN(10+i), 0)}); err != nil {
 			t.Fatal(err)
@@ -206,14 +208,7 @@ func TestConsumerPassesReplayedMarkers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers}, stream.NewCodecs(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if _, err := w.Register(ctx, topic, itemsSchema(ns, "x")); err != nil {
-		t.Fatal(err)
-	}
+	w := itemsWriter(ctx, t, brokers, ns, log, topic)
 	for round := 0; round < 2; round++ { // the second round is the upstream's replay
 		for i := 0; i < 10; i++ {
 			lsn := stream.LSN(100 + 10*i)
@@ -272,14 +267,7 @@ func TestConsumerResumesAtRecordAboveAReleasedMarker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers}, stream.NewCodecs(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if _, err := w.Register(ctx, topic, itemsSchema(ns, "a")); err != nil {
-		t.Fatal(err)
-	}
+	w := itemsWriter(ctx, t, brokers, ns, log, topic)
 	write := func(evs ...stream.Event) {
 		t.Helper()
 		if err := w.Write(ctx, evs); err != nil {
@@ -347,19 +335,13 @@ func TestConsumerReleasesReplayBehindHigherRecord(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers}, stream.NewCodecs(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if _, err := w.Register(ctx, topic, itemsSchema(ns, "x")); err != nil {
-		t.Fatal(err)
-	}
+	w := itemsWriter(ctx, t, brokers, ns, log, topic)
 	// One key, so one partition holds the whole story.
 	for _, step := range []struct {
 		lsn    stream.LSN
 		marker bool
 	}{{100, false}, {200, false}, {100, false}, {150, true}, {200, false}, {200, true}} {
+		var err error
 		if step.marker {
 			err = w.Mark(ctx, step.lsn)
 		} else {
@@ -428,14 +410,7 @@ func TestFollowerReportsFailure(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	w, err := stream.NewWriter(stream.WriterConfig{Brokers: brokers}, stream.NewCodecs(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if _, err := w.Register(ctx, topic, itemsSchema(ns, "x")); err != nil {
-		t.Fatal(err)
-	}
+	w := itemsWriter(ctx, t, brokers, ns, log, topic)
 	if err := w.Write(ctx, []stream.Event{event(ns, "x", 1, 10, 0)}); err != nil {
 		t.Fatal(err)
 	}

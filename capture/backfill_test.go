@@ -365,6 +365,10 @@ func TestBackfillKeepsToastForNewConsumer(t *testing.T) {
 				return
 			}
 			updates.Add(1)
+			// Hundreds of updates a second still change keys inside every
+			// window; an unpaced loop floods the WAL every other test's
+			// capture must decode too, and windows then take seconds each.
+			time.Sleep(time.Millisecond)
 		}
 	}()
 	var lsn string

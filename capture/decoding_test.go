@@ -20,6 +20,9 @@ func startCapture(t *testing.T, db *pgx.Conn, schema string) (*capturetest.Runni
 		s, ok := capturetest.Slot(t, db, cfg.Slot)
 		return ok && s.Active && s.ConfirmedFlush != 0 // listed and active already while being created
 	})
+	// The tests here change tables mid-stream: a rewrite (ALTER TABLE ... TYPE)
+	// during the initial snapshot would start the snapshot over instead.
+	capturetest.WaitSnapshot(t, db, cfg, 60*time.Second)
 	return run, codecs
 }
 

@@ -314,6 +314,10 @@ func (c *Consumer) releasable(parts []*partition, bound LSN) bool {
 	return false
 }
 
+// shrinkPending is the capacity above which a partition's pending array is
+// reallocated once a release left it mostly empty.
+const shrinkPending = 4096
+
 // maxReadAhead bounds the records buffered from a partition that is ahead.
 const maxReadAhead = 50_000
 
@@ -358,7 +362,17 @@ func (c *Consumer) readToMarker(ctx, rctx context.Context, p *partition) error {
 // release hands every pending record at or below bound (and every poison record)
 // to the handler in position order, then commits offsets past the markers covered.
 func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*partition, bound LSN) error {
-	var out []Record
+	n := 0
+	for _, p := range parts {
+		for _, r := range p.pending {
+			if r.Err != nil || r.Event.Pos.LSN <= bound {
+				n++
+			}
+		}
+	}
+	// Sized once: a huge transaction (1M records) would otherwise grow it by
+	// doubling, holding up to three copies of its records at the peak.
+	out := make([]Record, 0, n)
 	for _, p := range parts {
 		// Every record at or below bound goes, not only a leading run of them: a
 		// producer that replayed puts records below bound after records above it
@@ -374,6 +388,10 @@ func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*
 		}
 		clear(p.pending[len(keep):]) // drop the released records' buffers
 		p.pending = keep
+		if cap(keep) > shrinkPending && len(keep) < cap(keep)/4 {
+			// The array a huge transaction grew stays otherwise, for good.
+			p.pending = append([]Record(nil), keep...)
+		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Event.Pos.Less(out[j].Event.Pos) })
 	// offsets are what this release commits (partitions that passed a marker);
@@ -418,6 +436,9 @@ func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*
 		if err := c.h.Handle(ctx, b); err != nil {
 			return err
 		}
+		// Handled records go now, not after the whole release: of a huge
+		// transaction, only what the handler keeps stays in memory.
+		clear(out[start:end])
 		if b.Final {
 			break
 		}

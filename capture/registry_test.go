@@ -52,6 +52,8 @@ func TestCaptureWithSchemaRegistry(t *testing.T) {
 		s, ok := capturetest.Slot(t, db, cfg.Slot)
 		return ok && s.Active && s.ConfirmedFlush != 0
 	})
+	// A rewrite (ALTER ... TYPE below) racing the initial snapshot restarts it.
+	capturetest.WaitSnapshot(t, db, cfg, 60*time.Second)
 	exec(t, db, "INSERT INTO "+q+" VALUES (2, 20, 'y', NULL, NULL, -0.5)")
 	exec(t, db, "ALTER TABLE "+q+" ADD COLUMN c numeric(5,1)")
 	exec(t, db, "INSERT INTO "+q+" VALUES (3, 30, 'z', NULL, 'null', 1, 1.5)")

@@ -202,17 +202,20 @@ func stackConfig(t *testing.T, dir, schema, slot, extra string) string {
 // stackConfigAt is stackConfig with the file and the warehouse named.
 func stackConfigAt(t *testing.T, path, warehouse, schema, slot, extra string) string {
 	t.Helper()
-	yaml := yamlConfig(map[string]map[string]string{
+	writeConfig(t, path, yamlConfig(stackSections(schema, slot, warehouse))+extra)
+	return path
+}
+
+// stackSections is the configuration stackConfigAt writes, as yamlConfig
+// sections a test can add keys to.
+func stackSections(schema, slot, warehouse string) map[string]map[string]string {
+	return map[string]map[string]string{
 		"postgres":  {"dsn": fmt.Sprintf("%q", capturetest.DSN()), "schema": schema, "slot": slot, "publication": slot},
 		"kafka":     {"brokers": "[" + strings.Join(capturetest.Brokers(), ", ") + "]"},
 		"pipelines": {"namespace": schema + "."},
 		"warehouse": {"duckdb_path": warehouse},
 		"http":      {"addr": `""`},
-	}) + extra
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
 	}
-	return path
 }
 
 // requireAlive fails the test if the process has exited.
@@ -286,20 +289,12 @@ func TestBadInputPoisonRecordsAreDeadLettered(t *testing.T) {
 	t.Parallel()
 	bin := sharedBinary(t)
 	ctx := context.Background()
-	schema := capturetest.NewSchema(t)
 	db := capturetest.Connect(t)
-	if err := shop.Create(ctx, db, schema); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := shop.Seed(ctx, db, shop.SeedConfig{Schema: schema, Scale: 1, Seed: 21}); err != nil {
-		t.Fatal(err)
-	}
+	schema, slot := shopSource(ctx, t, db, 21)
 	dir := t.TempDir()
-	slot := capturetest.Unique(t, "s")
 	ns := schema + "."
 	config := stackConfig(t, dir, schema, slot, "")
 	dropTopicsAtCleanup(t, schema, ns)
-	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
 
 	proc := start(t, bin, config, "run", "--capture", "--pipelines", "dim_customer")
 	waitTopic(t, ns+"dim.customer", capturetest.Fence(t, db), 3*time.Minute)
@@ -424,16 +419,9 @@ func TestBadInputRecordAboveLaterMarkerSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	bin := sharedBinary(t)
 	ctx := context.Background()
-	schema := capturetest.NewSchema(t)
 	db := capturetest.Connect(t)
-	if err := shop.Create(ctx, db, schema); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := shop.Seed(ctx, db, shop.SeedConfig{Schema: schema, Scale: 1, Seed: 34}); err != nil {
-		t.Fatal(err)
-	}
+	schema, slot := shopSource(ctx, t, db, 34)
 	dir := t.TempDir()
-	slot := capturetest.Unique(t, "s")
 	ns := schema + "."
 	warehouse := filepath.Join(dir, "warehouse.duckdb")
 	configs := map[string]string{}
@@ -445,7 +433,6 @@ func TestBadInputRecordAboveLaterMarkerSurvivesRestart(t *testing.T) {
 		configs[name] = stackConfigAt(t, filepath.Join(d, "starstream.yaml"), warehouse, schema, slot, "")
 	}
 	dropTopicsAtCleanup(t, schema, ns)
-	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
 
 	capture := start(t, bin, configs["capture"], "capture")
 	proc := start(t, bin, configs["pipelines"], "run", "--pipelines", "dim_customer")
@@ -783,16 +770,9 @@ func TestBadInputHugeChanges(t *testing.T) {
 func hugeChanges(t *testing.T, rows, rowBytes int, maxRSS int64) {
 	bin := sharedBinary(t)
 	ctx := context.Background()
-	schema := capturetest.NewSchema(t)
 	db := capturetest.Connect(t)
-	if err := shop.Create(ctx, db, schema); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := shop.Seed(ctx, db, shop.SeedConfig{Schema: schema, Scale: 1, Seed: 5}); err != nil {
-		t.Fatal(err)
-	}
+	schema, slot := shopSource(ctx, t, db, 5)
 	dir := t.TempDir()
-	slot := capturetest.Unique(t, "s")
 	ns := schema + "."
 	warehouse := filepath.Join(dir, "warehouse.duckdb")
 	configs := map[string]string{}
@@ -804,7 +784,6 @@ func hugeChanges(t *testing.T, rows, rowBytes int, maxRSS int64) {
 		configs[name] = stackConfigAt(t, filepath.Join(d, "starstream.yaml"), warehouse, schema, slot, "")
 	}
 	dropTopicsAtCleanup(t, schema, ns)
-	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
 	s := func(table string) string { return pgx.Identifier{schema, table}.Sanitize() }
 
 	capture := start(t, bin, configs["capture"], "capture")

@@ -15,7 +15,6 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/starstream/starstream/capture/capturetest"
-	"github.com/starstream/starstream/deploy/shop"
 	"github.com/starstream/starstream/sinks/duckdb"
 	"github.com/starstream/starstream/stream"
 	"github.com/starstream/starstream/stream/streamtest"
@@ -33,29 +32,16 @@ func TestRegistryCaptureAndPipeline(t *testing.T) {
 	bin := sharedBinary(t)
 	ctx := context.Background()
 	reg := streamtest.Registry(t)
-	schema := capturetest.NewSchema(t)
 	db := capturetest.Connect(t)
-	if err := shop.Create(ctx, db, schema); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := shop.Seed(ctx, db, shop.SeedConfig{Schema: schema, Scale: 1, Seed: 5}); err != nil {
-		t.Fatal(err)
-	}
+	schema, slot := shopSource(ctx, t, db, 5)
 	dir := t.TempDir()
-	slot := capturetest.Unique(t, "s")
 	ns := schema + "."
 	dropTopicsAtCleanup(t, schema, ns)
-	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
 	t.Cleanup(func() { deleteSubjects(t, reg, schema) })
 	config := filepath.Join(dir, "starstream.yaml")
-	writeConfig(t, config, yamlConfig(map[string]map[string]string{
-		"postgres": {"dsn": fmt.Sprintf("%q", capturetest.DSN()), "schema": schema, "slot": slot, "publication": slot},
-		"kafka": {"brokers": "[" + strings.Join(capturetest.Brokers(), ", ") + "]",
-			"schema_registry_url": fmt.Sprintf("%q", streamtest.RegistryURL(t))},
-		"pipelines": {"namespace": fmt.Sprintf("%q", ns)},
-		"warehouse": {"duckdb_path": fmt.Sprintf("%q", filepath.Join(dir, "warehouse.duckdb"))},
-		"http":      {"addr": `""`},
-	}))
+	sections := stackSections(schema, slot, filepath.Join(dir, "warehouse.duckdb"))
+	sections["kafka"]["schema_registry_url"] = fmt.Sprintf("%q", streamtest.RegistryURL(t))
+	writeConfig(t, config, yamlConfig(sections))
 
 	proc := start(t, bin, config, "run", "--capture", "--pipelines", "dim_customer")
 	input := stream.Topic("cdc", schema, "customers")

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -134,24 +133,12 @@ func TestReplayAndRebuildAreIdentical(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
 	ctx := context.Background()
-	schema := capturetest.NewSchema(t)
 	db := capturetest.Connect(t)
-	if err := shop.Create(ctx, db, schema); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := shop.Seed(ctx, db, shop.SeedConfig{Schema: schema, Scale: 1, Seed: 8}); err != nil {
-		t.Fatal(err)
-	}
+	schema, slot := shopSource(ctx, t, db, 8)
 	dir := t.TempDir()
 	warehouse := filepath.Join(dir, "warehouse.duckdb")
-	slot := capturetest.Unique(t, "s")
 	ns := schema + "."
-	config := filepath.Join(dir, "starstream.yaml")
-	if err := os.WriteFile(config, []byte(fmt.Sprintf("postgres:\n  dsn: %q\n  schema: %s\n  slot: %s\n  publication: %s\nkafka:\n  brokers: [%s]\npipelines:\n  namespace: %s\nwarehouse:\n  duckdb_path: %s\nhttp:\n  addr: \"\"\n",
-		capturetest.DSN(), schema, slot, slot, strings.Join(capturetest.Brokers(), ","), ns, warehouse)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
+	config := stackConfig(t, dir, schema, slot, "")
 
 	// 1. Capture and run while traffic flows, then catch up.
 	pool, err := pgxpool.New(ctx, capturetest.DSN())

@@ -159,37 +159,14 @@ func TestRestartAfterSIGKILLConverges(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
 	ctx := context.Background()
-	schema := capturetest.NewSchema(t)
 	db := capturetest.Connect(t)
-	if err := shop.Create(ctx, db, schema); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := shop.Seed(ctx, db, shop.SeedConfig{Schema: schema, Scale: 1, Seed: 3}); err != nil {
-		t.Fatal(err)
-	}
+	schema, slot := shopSource(ctx, t, db, 3)
 	dir := t.TempDir()
 	warehouse := filepath.Join(dir, "warehouse.duckdb")
-	slot := capturetest.Unique(t, "s")
 	config := filepath.Join(dir, "starstream.yaml")
-	yaml := fmt.Sprintf(`postgres:
-  dsn: %q
-  schema: %s
-  slot: %s
-  publication: %s
-kafka:
-  brokers: [%s]
-pipelines:
-  namespace: %s.
-  max_batch: 500
-warehouse:
-  duckdb_path: %s
-http:
-  addr: ""
-`, capturetest.DSN(), schema, slot, slot, strings.Join(capturetest.Brokers(), ", "), schema, warehouse)
-	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
+	sections := stackSections(schema, slot, warehouse)
+	sections["pipelines"]["max_batch"] = "500"
+	writeConfig(t, config, yamlConfig(sections))
 
 	pool, err := pgxpool.New(ctx, capturetest.DSN())
 	if err != nil {
@@ -242,6 +219,23 @@ http:
 	if rep.Differences() > 0 {
 		t.Errorf("verify found %d differences", rep.Differences())
 	}
+}
+
+// shopSource creates a shop schema of the test's own in db, seeded with seed,
+// and names a slot of the test's own (its publication has the same name),
+// dropped at cleanup.
+func shopSource(ctx context.Context, t *testing.T, db *pgx.Conn, seed int64) (schema, slot string) {
+	t.Helper()
+	schema = capturetest.NewSchema(t)
+	if err := shop.Create(ctx, db, schema); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := shop.Seed(ctx, db, shop.SeedConfig{Schema: schema, Scale: 1, Seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	slot = capturetest.Unique(t, "s")
+	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
+	return schema, slot
 }
 
 func capturetestConfig(schema, slot string) (c capture.Config) {

@@ -21,7 +21,6 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/starstream/starstream/capture/capturetest"
-	"github.com/starstream/starstream/deploy/shop"
 	"github.com/starstream/starstream/sinks/duckdb"
 	"github.com/starstream/starstream/stream"
 	"github.com/starstream/starstream/stream/streamtest"
@@ -112,14 +111,7 @@ func TestSecurityEndToEndAndPlantedSecrets(t *testing.T) {
 
 	// The source and what its admin does for a least-privilege capture role:
 	// SELECT on the captured tables and the publication, created beforehand.
-	schema := capturetest.NewSchema(t)
-	if err := shop.Create(ctx, admin, schema); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := shop.Seed(ctx, admin, shop.SeedConfig{Schema: schema, Scale: 1, Seed: 7}); err != nil {
-		t.Fatal(err)
-	}
-	slot := capturetest.Unique(t, "s")
+	schema, slot := shopSource(ctx, t, admin, 7)
 	for _, sql := range []string{
 		"GRANT USAGE ON SCHEMA " + pgx.Identifier{schema}.Sanitize() + " TO " + capturetest.CaptureRole,
 		"GRANT SELECT ON ALL TABLES IN SCHEMA " + pgx.Identifier{schema}.Sanitize() + " TO " + capturetest.CaptureRole,
@@ -130,7 +122,6 @@ func TestSecurityEndToEndAndPlantedSecrets(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
 	ns := schema + "."
 	dropTopicsAtCleanup(t, schema, ns)
 

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,58 +38,41 @@ func TestBackfillWhileWriting(t *testing.T) {
 
 	// The writer: hot keys and random ones, inserts and deletes, one or
 	// several statements per transaction.
-	ctx, stopWriter := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var txns atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		conn, err := pgx.Connect(ctx, capturetest.DSN())
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		rng := rand.New(rand.NewPCG(5, 6))
-		next := n + 1
-		for ctx.Err() == nil {
-			var err error
-			switch rng.IntN(6) {
-			case 0, 1:
-				_, err = conn.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE k = $1", 1+rng.IntN(next))
-			case 2:
-				_, err = conn.Exec(ctx, "INSERT INTO "+tbl+" VALUES ($1, 1, 'new')", next)
-				next++
-			case 3:
-				_, err = conn.Exec(ctx, "DELETE FROM "+tbl+" WHERE k = $1", 1+rng.IntN(next))
-			case 4:
-				_, err = conn.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE k % 500 = $1", rng.IntN(500))
-			case 5:
-				err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-					for i := 0; i < 5; i++ {
-						// k+1 stays below next: case 2 inserts next
-						// without ON CONFLICT.
-						k := 1 + rng.IntN(next-2)
-						if _, err := tx.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE k = $1", k); err != nil {
-							return err
-						}
-						if _, err := tx.Exec(ctx, "DELETE FROM "+tbl+" WHERE k = $1", k+1); err != nil {
-							return err
-						}
-						if _, err := tx.Exec(ctx, "INSERT INTO "+tbl+" VALUES ($1, 2, 'tx') ON CONFLICT (k) DO UPDATE SET v = "+tbl+".v + 1", k+1); err != nil {
-							return err
-						}
+	rng := rand.New(rand.NewPCG(5, 6))
+	next := n + 1
+	stopWriter, txns := traffic(t, func(ctx context.Context, conn *pgx.Conn) error {
+		var err error
+		switch rng.IntN(6) {
+		case 0, 1:
+			_, err = conn.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE k = $1", 1+rng.IntN(next))
+		case 2:
+			_, err = conn.Exec(ctx, "INSERT INTO "+tbl+" VALUES ($1, 1, 'new')", next)
+			next++
+		case 3:
+			_, err = conn.Exec(ctx, "DELETE FROM "+tbl+" WHERE k = $1", 1+rng.IntN(next))
+		case 4:
+			_, err = conn.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE k % 500 = $1", rng.IntN(500))
+		case 5:
+			err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				for i := 0; i < 5; i++ {
+					// k+1 stays below next: case 2 inserts next
+					// without ON CONFLICT.
+					k := 1 + rng.IntN(next-2)
+					if _, err := tx.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE k = $1", k); err != nil {
+						return err
 					}
-					return nil
-				})
-			}
-			if err != nil && ctx.Err() == nil {
-				t.Error(err)
-				return
-			}
-			txns.Add(1)
+					if _, err := tx.Exec(ctx, "DELETE FROM "+tbl+" WHERE k = $1", k+1); err != nil {
+						return err
+					}
+					if _, err := tx.Exec(ctx, "INSERT INTO "+tbl+" VALUES ($1, 2, 'tx') ON CONFLICT (k) DO UPDATE SET v = "+tbl+".v + 1", k+1); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 		}
-	}()
+		return err
+	})
 
 	time.Sleep(300 * time.Millisecond)
 	rctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -112,7 +93,6 @@ func TestBackfillWhileWriting(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // writes after the last chunk too
 	stopWriter()
-	wg.Wait()
 	if t.Failed() {
 		return
 	}
@@ -345,32 +325,18 @@ func TestBackfillKeepsToastForNewConsumer(t *testing.T) {
 	run := capturetest.Start(t, cfg, w)
 	capturetest.ReadUntil(t, topic, codecs, capturetest.Fence(t, db), time.Minute)
 
-	ctx, stopWriter := context.WithCancel(context.Background())
+	rng := rand.New(rand.NewPCG(7, 8))
+	stopWriter, updates := traffic(t, func(ctx context.Context, conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE id = $1", 1+rng.IntN(n)); err != nil {
+			return err
+		}
+		// Hundreds of updates a second still change keys inside every
+		// window; an unpaced loop floods the WAL every other test's
+		// capture must decode too, and windows then take seconds each.
+		time.Sleep(time.Millisecond)
+		return nil
+	})
 	defer stopWriter()
-	var wg sync.WaitGroup
-	var updates atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		conn, err := pgx.Connect(ctx, capturetest.DSN())
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		rng := rand.New(rand.NewPCG(7, 8))
-		for ctx.Err() == nil {
-			if _, err := conn.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE id = $1", 1+rng.IntN(n)); err != nil && ctx.Err() == nil {
-				t.Error(err)
-				return
-			}
-			updates.Add(1)
-			// Hundreds of updates a second still change keys inside every
-			// window; an unpaced loop floods the WAL every other test's
-			// capture must decode too, and windows then take seconds each.
-			time.Sleep(time.Millisecond)
-		}
-	}()
 	var lsn string
 	if err := db.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
 		t.Fatal(err)
@@ -393,7 +359,6 @@ func TestBackfillKeepsToastForNewConsumer(t *testing.T) {
 		return st.Done
 	})
 	stopWriter()
-	wg.Wait()
 	if t.Failed() {
 		return
 	}

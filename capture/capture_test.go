@@ -3,6 +3,8 @@ package capture_test
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,33 @@ func exec(t *testing.T, db *pgx.Conn, sql string, args ...any) {
 	if _, err := db.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
+}
+
+// traffic runs step over and over on a connection of its own until the
+// returned stop is called, which waits for it to end; an error fails the test
+// unless it comes from the stop. steps counts the steps that did not fail it.
+func traffic(t *testing.T, step func(ctx context.Context, conn *pgx.Conn) error) (stop func(), steps *atomic.Int64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	steps = new(atomic.Int64)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		conn, err := pgx.Connect(ctx, capturetest.DSN())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(context.Background())
+		for ctx.Err() == nil {
+			if err := step(ctx, conn); err != nil && ctx.Err() == nil {
+				t.Error(err)
+				return
+			}
+			steps.Add(1)
+		}
+	}()
+	return func() { cancel(); wg.Wait() }, steps
 }
 
 // TestSnapshotThenStream: rows present before the first start arrive once as

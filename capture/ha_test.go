@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,25 +47,16 @@ func TestHATakeover(t *testing.T) {
 	cfg := capturetest.Config(t, schema)
 	logPath := filepath.Join(t.TempDir(), "capture.log")
 
-	ctx, stopTraffic := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		conn, err := pgx.Connect(ctx, capturetest.DSN())
+	updates := 0
+	stopTraffic, _ := traffic(t, func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE k = $1", 1+updates%50)
+		updates++
 		if err != nil {
-			t.Error(err)
-			return
+			return err
 		}
-		defer conn.Close(context.Background())
-		for i := 0; ctx.Err() == nil; i++ {
-			if _, err := conn.Exec(ctx, "UPDATE "+tbl+" SET v = v + 1 WHERE k = $1", 1+i%50); err != nil && ctx.Err() == nil {
-				t.Error(err)
-				return
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
+		time.Sleep(2 * time.Millisecond)
+		return nil
+	})
 
 	procs := map[string]interface{ Signal(syscall.Signal) }{}
 	start := func(name string) {
@@ -96,7 +86,6 @@ func TestHATakeover(t *testing.T) {
 		leader = other
 	}
 	stopTraffic()
-	wg.Wait()
 	capturetest.WaitSnapshot(t, db, cfg, 2*time.Minute)
 	fence := capturetest.Fence(t, db)
 	v := streamtest.NewValidator()

@@ -9,8 +9,6 @@ import (
 	osexec "os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -82,45 +80,31 @@ func TestKillNine(t *testing.T) {
 	})
 
 	// Traffic: small transactions on a few hot keys, and larger ones.
-	ctx, stopTraffic := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var txns atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		conn, err := pgx.Connect(ctx, capturetest.DSN())
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		next := 5001
-		rng := rand.New(rand.NewPCG(1, 2))
-		for ctx.Err() == nil {
-			var err error
-			switch rng.IntN(4) {
-			case 0, 1:
-				_, err = conn.Exec(ctx, "UPDATE "+acct+" SET v = v + 1 WHERE k = $1", 1+rng.IntN(20))
-			case 2:
-				_, err = conn.Exec(ctx, "INSERT INTO "+logT+" SELECT g, g FROM generate_series($1::int, $2::int) g", next, next+199)
-				next += 200
-			case 3:
-				err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-					if _, err := tx.Exec(ctx, "UPDATE "+acct+" SET v = v + 1"); err != nil {
-						return err
-					}
-					_, err := tx.Exec(ctx, "DELETE FROM "+logT+" WHERE k = $1", rng.IntN(next))
+	next := 5001
+	trng := rand.New(rand.NewPCG(1, 2))
+	stopTraffic, txns := traffic(t, func(ctx context.Context, conn *pgx.Conn) error {
+		var err error
+		switch trng.IntN(4) {
+		case 0, 1:
+			_, err = conn.Exec(ctx, "UPDATE "+acct+" SET v = v + 1 WHERE k = $1", 1+trng.IntN(20))
+		case 2:
+			_, err = conn.Exec(ctx, "INSERT INTO "+logT+" SELECT g, g FROM generate_series($1::int, $2::int) g", next, next+199)
+			next += 200
+		case 3:
+			err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, "UPDATE "+acct+" SET v = v + 1"); err != nil {
 					return err
-				})
-			}
-			if err != nil && ctx.Err() == nil {
-				t.Error(err)
-				return
-			}
-			txns.Add(1)
-			time.Sleep(time.Millisecond)
+				}
+				_, err := tx.Exec(ctx, "DELETE FROM "+logT+" WHERE k = $1", trng.IntN(next))
+				return err
+			})
 		}
-	}()
+		if err != nil {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+		return nil
+	})
 
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := 0; i < 8; i++ {
@@ -134,7 +118,6 @@ func TestKillNine(t *testing.T) {
 		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 	}
 	stopTraffic()
-	wg.Wait()
 	if t.Failed() {
 		return
 	}

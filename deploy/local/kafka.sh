@@ -336,43 +336,11 @@ cmd_up() {
 
 cmd_down() {
   with_lock kafka
-  local pid
-  if ! pid="$(broker_pid)"; then
-    if [ -f "$KPID" ]; then
-      rm -f "$KPID"
-      log "not running (removed stale pid file)"
-    else
-      log "not running"
-    fi
-    return 0
-  fi
-  log "stopping (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + DOWN_TIMEOUT))
-  while pid_alive "$pid"; do
-    if [ $SECONDS -ge $deadline ]; then
-      warn "pid $pid did not exit ${DOWN_TIMEOUT}s after SIGTERM; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 1
-      break
-    fi
-    sleep 0.3
-  done
-  pid_alive "$pid" && die "pid $pid is still alive; see $KLOG"
-  rm -f "$KPID"
-  log "stopped"
+  stop_service "$KPID" "$KLOG" broker_pid
 }
 
 cmd_status() {
-  local pid state
-  if pid="$(broker_pid)"; then
-    if api_ok; then state="running"; else state="running (not answering)"; fi
-    printf '%-10s %-38s %-6s %-8s %s\n' kafka "$state" "$KAFKA_PORT" "$pid" "$KLOG"
-  elif [ -f "$KPID" ]; then
-    printf '%-10s %-38s %-6s %-8s %s\n' kafka "stopped (stale pid file)" "$KAFKA_PORT" "-" "$KLOG"
-  else
-    printf '%-10s %-38s %-6s %-8s %s\n' kafka "stopped" "$KAFKA_PORT" "-" "$KLOG"
-  fi
+  status_row kafka "$KAFKA_PORT" "$KPID" "$KLOG" broker_pid api_ok
 }
 
 case "${1:-}" in

@@ -103,3 +103,46 @@ tail_log() {
   tail -n 20 "$1" | sed 's/^/    /' >&2
   echo "----" >&2
 }
+
+# stop_service PIDFILE LOG PID_FN: stops the process PID_FN names (SIGTERM, then SIGKILL after
+# DOWN_TIMEOUT) and removes PIDFILE; a service that is not running only loses a stale PIDFILE.
+stop_service() {
+  local pidfile="$1" logf="$2" pid_fn="$3" pid
+  if ! pid="$("$pid_fn")"; then
+    if [ -f "$pidfile" ]; then
+      rm -f "$pidfile"
+      log "not running (removed stale pid file)"
+    else
+      log "not running"
+    fi
+    return 0
+  fi
+  log "stopping (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + DOWN_TIMEOUT))
+  while pid_alive "$pid"; do
+    if [ $SECONDS -ge $deadline ]; then
+      warn "pid $pid did not exit ${DOWN_TIMEOUT}s after SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 1
+      break
+    fi
+    sleep 0.3
+  done
+  pid_alive "$pid" && die "pid $pid is still alive; see $logf"
+  rm -f "$pidfile"
+  log "stopped"
+}
+
+# status_row NAME PORT PIDFILE LOG PID_FN ANSWERS_FN: one line of `make status`.
+status_row() {
+  local name="$1" port="$2" pidfile="$3" logf="$4" pid_fn="$5" answers_fn="$6" pid state
+  if pid="$("$pid_fn")"; then
+    if "$answers_fn"; then state="running"; else state="running (not answering)"; fi
+    printf '%-10s %-38s %-6s %-8s %s\n' "$name" "$state" "$port" "$pid" "$logf"
+  elif [ -f "$pidfile" ]; then
+    printf '%-10s %-38s %-6s %-8s %s\n' "$name" "stopped (stale pid file)" "$port" "-" "$logf"
+  else
+    printf '%-10s %-38s %-6s %-8s %s\n' "$name" "stopped" "$port" "-" "$logf"
+  fi
+}

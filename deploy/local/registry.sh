@@ -248,43 +248,11 @@ cmd_up() {
 
 cmd_down() {
   with_lock registry
-  local pid
-  if ! pid="$(registry_pid)"; then
-    if [ -f "$RPID" ]; then
-      rm -f "$RPID"
-      log "not running (removed stale pid file)"
-    else
-      log "not running"
-    fi
-    return 0
-  fi
-  log "stopping (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + DOWN_TIMEOUT))
-  while pid_alive "$pid"; do
-    if [ $SECONDS -ge $deadline ]; then
-      warn "pid $pid did not exit ${DOWN_TIMEOUT}s after SIGTERM; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 1
-      break
-    fi
-    sleep 0.3
-  done
-  pid_alive "$pid" && die "pid $pid is still alive; see $RLOG"
-  rm -f "$RPID"
-  log "stopped"
+  stop_service "$RPID" "$RLOG" registry_pid
 }
 
 cmd_status() {
-  local pid state
-  if pid="$(registry_pid)"; then
-    if answers; then state="running"; else state="running (not answering)"; fi
-    printf '%-10s %-38s %-6s %-8s %s\n' registry "$state" "$REGISTRY_PORT" "$pid" "$RLOG"
-  elif [ -f "$RPID" ]; then
-    printf '%-10s %-38s %-6s %-8s %s\n' registry "stopped (stale pid file)" "$REGISTRY_PORT" "-" "$RLOG"
-  else
-    printf '%-10s %-38s %-6s %-8s %s\n' registry "stopped" "$REGISTRY_PORT" "-" "$RLOG"
-  fi
+  status_row registry "$REGISTRY_PORT" "$RPID" "$RLOG" registry_pid answers
 }
 
 case "${1:-}" in

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,37 +32,14 @@ func TestResumedSnapshotFactsKnowTheirMembers(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
 	ctx := context.Background()
-	schema := capturetest.NewSchema(t)
 	db := capturetest.Connect(t)
-	if err := shop.Create(ctx, db, schema); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := shop.Seed(ctx, db, shop.SeedConfig{Schema: schema, Scale: 1, Seed: 5}); err != nil {
-		t.Fatal(err)
-	}
+	schema, slot := shopSource(ctx, t, db, 5)
 	dir := t.TempDir()
 	warehouse := filepath.Join(dir, "warehouse.duckdb")
-	slot := capturetest.Unique(t, "s")
 	config := filepath.Join(dir, "starstream.yaml")
-	yaml := fmt.Sprintf(`postgres:
-  dsn: %q
-  schema: %s
-  slot: %s
-  publication: %s
-kafka:
-  brokers: [%s]
-pipelines:
-  namespace: %s.
-  max_batch: 500
-warehouse:
-  duckdb_path: %s
-http:
-  addr: ""
-`, capturetest.DSN(), schema, slot, slot, strings.Join(capturetest.Brokers(), ", "), schema, warehouse)
-	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
+	sections := stackSections(schema, slot, warehouse)
+	sections["pipelines"]["max_batch"] = "500"
+	writeConfig(t, config, yamlConfig(sections))
 	logPath := filepath.Join(dir, "starstream.log")
 
 	pool, err := pgxpool.New(ctx, capturetest.DSN())

@@ -31,22 +31,13 @@ func TestCaptureWithSchemaRegistry(t *testing.T) {
 	schema := capturetest.NewSchema(t)
 	reg := streamtest.Registry(t)
 	topic := stream.Topic("cdc", schema, "t")
-	t.Cleanup(func() {
-		for _, s := range []string{topic + "-key", topic + "-value"} {
-			_ = reg.DeleteSubject(context.Background(), s)
-		}
-	})
+	deleteSubjectsAtCleanup(t, reg, topic)
 	q := pgx.Identifier{schema, "t"}.Sanitize()
 	exec(t, db, "CREATE TABLE "+q+" (id int PRIMARY KEY, a int, b text, u uuid, j jsonb, d numeric(8,3))")
 	exec(t, db, "INSERT INTO "+q+" VALUES (1, 10, 'x', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{\"k\": [1, 2]}', 12345.678)")
 
 	cfg := capturetest.Config(t, schema)
-	w, err := stream.NewWriter(stream.WriterConfig{Brokers: capturetest.Brokers(), Topics: stream.TopicConfig{Partitions: 3}},
-		stream.NewRegistryCodecs(reg), capturetest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
+	w := registryWriter(t, reg)
 	run := capturetest.Start(t, cfg, w)
 	capturetest.Eventually(t, 60*time.Second, "slot active", func() bool {
 		s, ok := capturetest.Slot(t, db, cfg.Slot)
@@ -136,22 +127,13 @@ func TestCaptureRefusedSchemaWaitsForTheRegistry(t *testing.T) {
 	schema := capturetest.NewSchema(t)
 	reg := streamtest.Registry(t)
 	topic := stream.Topic("cdc", schema, "t")
-	t.Cleanup(func() {
-		for _, s := range []string{topic + "-key", topic + "-value"} {
-			_ = reg.DeleteSubject(context.Background(), s)
-		}
-	})
+	deleteSubjectsAtCleanup(t, reg, topic)
 	q := pgx.Identifier{schema, "t"}.Sanitize()
 	exec(t, db, "CREATE TABLE "+q+" (id int PRIMARY KEY, b text)")
 	exec(t, db, "INSERT INTO "+q+" VALUES (1, 'x')")
 
 	cfg := capturetest.Config(t, schema)
-	w, err := stream.NewWriter(stream.WriterConfig{Brokers: capturetest.Brokers(), Topics: stream.TopicConfig{Partitions: 3}},
-		stream.NewRegistryCodecs(reg), capturetest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
+	w := registryWriter(t, reg)
 	var logs syncBuffer
 	c, err := capture.New(cfg, w, slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testLog{t}), nil)))
 	if err != nil {
@@ -223,4 +205,27 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// deleteSubjectsAtCleanup removes the key and value subjects of topic from the
+// registry when the test ends.
+func deleteSubjectsAtCleanup(t *testing.T, reg *stream.Registry, topic string) {
+	t.Cleanup(func() {
+		for _, s := range []string{topic + "-key", topic + "-value"} {
+			_ = reg.DeleteSubject(context.Background(), s)
+		}
+	})
+}
+
+// registryWriter is a writer in the Confluent wire format of reg, closed when
+// the test ends.
+func registryWriter(t *testing.T, reg *stream.Registry) *stream.Writer {
+	t.Helper()
+	w, err := stream.NewWriter(stream.WriterConfig{Brokers: capturetest.Brokers(), Topics: stream.TopicConfig{Partitions: 3}},
+		stream.NewRegistryCodecs(reg), capturetest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
 }

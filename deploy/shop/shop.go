@@ -10,8 +10,10 @@ package shop
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -75,11 +77,22 @@ func Create(ctx context.Context, db DB, schema string) error {
 }
 
 // Drop removes schema and everything in it. Tests call it in their cleanup.
+// A session still ending on the schema's tables (a writer just cancelled) can
+// make PostgreSQL pick the drop as a deadlock victim; dropping is idempotent,
+// so that is tried again a few times.
 func Drop(ctx context.Context, db DB, schema string) error {
-	if _, err := db.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-		return fmt.Errorf("drop schema %s: %w", schema, err)
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if _, err = db.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err == nil {
+			return nil
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "40P01" {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
 	}
-	return nil
+	return fmt.Errorf("drop schema %s: %w", schema, err)
 }
 
 // Tables lists the shop tables in foreign-key order: each table only

@@ -173,13 +173,7 @@ func TestRestartAfterSIGKILLConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	gen, err := shop.NewGenerator(pool, shop.GeneratorConfig{Schema: schema, Rate: 150, Seed: 11}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	genCtx, stopGen := context.WithCancel(ctx)
-	genDone := make(chan error, 1)
-	go func() { genDone <- gen.Run(genCtx) }()
+	gen, stopGen := runGenerator(ctx, t, pool, shop.GeneratorConfig{Schema: schema, Rate: 150, Seed: 11})
 
 	proc := start(t, bin, config, "run", "--capture")
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -191,9 +185,6 @@ func TestRestartAfterSIGKILLConverges(t *testing.T) {
 	}
 	time.Sleep(3 * time.Second)
 	stopGen()
-	if err := <-genDone; err != nil && genCtx.Err() == nil {
-		t.Fatal(err)
-	}
 	fence := capturetest.Fence(t, db)
 	codecs := stream.NewCodecs()
 	waitCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
@@ -236,6 +227,31 @@ func shopSource(ctx context.Context, t *testing.T, db *pgx.Conn, seed int64) (sc
 	slot = capturetest.Unique(t, "s")
 	t.Cleanup(func() { capturetest.DropSlot(t, capturetestConfig(schema, slot)) })
 	return schema, slot
+}
+
+// runGenerator runs the shop generator on pool in the background; stop ends
+// it and fails the test if it had failed before being stopped.
+func runGenerator(ctx context.Context, t *testing.T, pool *pgxpool.Pool, cfg shop.GeneratorConfig) (gen *shop.Generator, stop func()) {
+	t.Helper()
+	gen, err := shop.NewGenerator(pool, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	genCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- gen.Run(genCtx) }()
+	return gen, func() {
+		t.Helper()
+		select {
+		case err := <-done: // ended before it was stopped
+			if err != nil {
+				t.Fatalf("generator: %v", err)
+			}
+		default:
+			cancel()
+			<-done
+		}
+	}
 }
 
 func capturetestConfig(schema, slot string) (c capture.Config) {

@@ -47,13 +47,7 @@ func TestResumedSnapshotFactsKnowTheirMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	gen, err := shop.NewGenerator(pool, shop.GeneratorConfig{Schema: schema, Rate: 150, Seed: 13}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	genCtx, stopGen := context.WithCancel(ctx)
-	genDone := make(chan error, 1)
-	go func() { genDone <- gen.Run(genCtx) }()
+	gen, stopGen := runGenerator(ctx, t, pool, shop.GeneratorConfig{Schema: schema, Rate: 150, Seed: 13})
 
 	proc := start(t, bin, config, "run", "--capture")
 	// customers finished by the first run, order_items not: customers created
@@ -75,9 +69,6 @@ func TestResumedSnapshotFactsKnowTheirMembers(t *testing.T) {
 	proc = start(t, bin, config, "run", "--capture")
 	time.Sleep(3 * time.Second)
 	stopGen()
-	if err := <-genDone; err != nil && genCtx.Err() == nil {
-		t.Fatal(err)
-	}
 	b, _ := os.ReadFile(logPath)
 	if !strings.Contains(string(b), "resuming the initial snapshot after a crash") {
 		t.Fatal("the restarted capture did not resume the initial snapshot")

@@ -1,5 +1,5 @@
 # starstream — developer entry points.
-#   make up      start the local stack (PostgreSQL :55432, Kafka :19092) under .data/
+#   make up      start the local stack (PostgreSQL :15432, Kafka :19092) under .data/
 #   make down    stop it (data is kept; rm -rf .data for a clean slate)
 #   make status  state, port and PID of each service
 #   make test    start the stack if needed, run all tests, then one short chaos round on a
@@ -51,9 +51,9 @@ bench-debezium: up
 .PHONY: chaos chaos-short chaos-down
 # make chaos ROUNDS=N: SIGKILL capture, pipelines, the Kafka broker and PostgreSQL at random
 # under traffic with warehouse faults, then verify: rows lost and duplicated must be 0.
-# Runs on a stack of its own (deploy/local/chaos-stack.sh: .data/chaos, PostgreSQL :55442,
+# Runs on a stack of its own (deploy/local/chaos-stack.sh: .data/chaos, PostgreSQL :15442,
 # Kafka :19102), started fresh and stopped at the end, also on failure or Ctrl-C; the shared
-# stack (:55432/:19092) is never touched. CHAOS_SEED replays a schedule.
+# stack (:15432/:19092) is never touched. CHAOS_SEED replays a schedule.
 chaos:
 	$(ROOT)/deploy/local/chaos-stack.sh run env ROUNDS=$(or $(ROUNDS),3) \
 		go test -tags chaos -run '^TestChaos$$' ./cmd/starstream -count=1 -timeout 90m -v

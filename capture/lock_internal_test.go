@@ -22,7 +22,7 @@ func TestLockTablesAndRewritten(t *testing.T) {
 	defer cancel()
 	dsn := os.Getenv("STARSTREAM_PG_DSN")
 	if dsn == "" {
-		dsn = "postgres://starstream:starstream@127.0.0.1:55432/starstream?sslmode=disable"
+		dsn = "postgres://starstream:starstream@127.0.0.1:15432/starstream?sslmode=disable"
 	}
 	connect := func() *pgx.Conn {
 		conn, err := pgx.Connect(ctx, dsn)

@@ -28,7 +28,7 @@ import (
 
 // Defaults of the local stack (deploy/local/env.sh).
 const (
-	DefaultDSN     = "postgres://starstream:starstream@127.0.0.1:55432/starstream?sslmode=disable"
+	DefaultDSN     = "postgres://starstream:starstream@127.0.0.1:15432/starstream?sslmode=disable"
 	DefaultBrokers = "127.0.0.1:19092"
 )
 

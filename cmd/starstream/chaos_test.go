@@ -626,7 +626,7 @@ func ensureStack(t *testing.T, root string) {
 func requireOwnStack(t *testing.T, root string) {
 	t.Helper()
 	data, pgPort, kafkaPort := os.Getenv("STARSTREAM_DATA_DIR"), os.Getenv("STARSTREAM_PG_PORT"), os.Getenv("STARSTREAM_KAFKA_PORT")
-	if data == "" || pgPort == "" || kafkaPort == "" || filepath.Clean(data) == filepath.Join(root, ".data") || pgPort == "55432" || kafkaPort == "19092" {
+	if data == "" || pgPort == "" || kafkaPort == "" || filepath.Clean(data) == filepath.Join(root, ".data") || pgPort == "15432" || kafkaPort == "19092" {
 		t.Fatalf("the chaos rounds kill PostgreSQL and Kafka: run them on a stack of their own (make chaos, make chaos-short, or deploy/local/chaos-stack.sh run go test ...), not on the shared one (STARSTREAM_DATA_DIR=%q, ports %q/%q)", data, pgPort, kafkaPort)
 	}
 	u, err := url.Parse(capturetest.DSN())

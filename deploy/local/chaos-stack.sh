@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # A stack of its own for the chaos rounds, which SIGKILL PostgreSQL and the Kafka broker: the
-# stack every other test shares (55432/19092, <repo>/.data) is never touched.
+# stack every other test shares (15432/19092, <repo>/.data) is never touched.
 #
 #   deploy/local/chaos-stack.sh run CMD...   fresh stack up, CMD with its addresses, stack down
 #   deploy/local/chaos-stack.sh down         stop it (idempotent; .ci/run calls it on exit)
 #   deploy/local/chaos-stack.sh status
 #
-# The stack lives in <repo>/.data/chaos on PostgreSQL 127.0.0.1:55442 and Kafka 127.0.0.1:19102
+# The stack lives in <repo>/.data/chaos on PostgreSQL 127.0.0.1:15442 and Kafka 127.0.0.1:19102
 # (controller 19103); CHAOS_DATA_DIR, CHAOS_PG_PORT, CHAOS_KAFKA_PORT and
 # CHAOS_KAFKA_CONTROLLER_PORT move it. `run` starts from an empty data folder (the previous
 # run's logs and topics stay until then, as evidence), exports STARSTREAM_DATA_DIR, the ports,
@@ -20,12 +20,12 @@ LOCAL="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO="$(cd "$LOCAL/../.." && pwd -P)"
 
 export STARSTREAM_DATA_DIR="${CHAOS_DATA_DIR:-$REPO/.data/chaos}"
-export STARSTREAM_PG_PORT="${CHAOS_PG_PORT:-55442}"
+export STARSTREAM_PG_PORT="${CHAOS_PG_PORT:-15442}"
 export STARSTREAM_KAFKA_PORT="${CHAOS_KAFKA_PORT:-19102}"
 export STARSTREAM_KAFKA_CONTROLLER_PORT="${CHAOS_KAFKA_CONTROLLER_PORT:-19103}"
 # shellcheck source=deploy/local/lib.sh
 . "$LOCAL/lib.sh"
-[ "$DATA" != "$REPO/.data" ] && [ "$PG_PORT" != 55432 ] && [ "$KAFKA_PORT" != 19092 ] ||
+[ "$DATA" != "$REPO/.data" ] && [ "$PG_PORT" != 15432 ] && [ "$KAFKA_PORT" != 19092 ] ||
   die "the chaos stack must not be the shared one (data $DATA, ports $PG_PORT/$KAFKA_PORT)"
 export STARSTREAM_PG_DSN="$PG_DSN" STARSTREAM_KAFKA_BROKERS="$KAFKA_BROKERS"
 

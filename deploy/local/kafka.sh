@@ -321,9 +321,7 @@ cmd_up() {
   fi
   local p
   for p in "$KAFKA_PORT" "$KAFKA_SASL_PORT" "$KAFKA_CONTROLLER_PORT"; do
-    if tcp_open "$p"; then
-      die "port $p is already in use by another process (not the broker of $KDIR); stop it first"
-    fi
+    require_free_port "$p" "the broker of $KDIR"
   done
   write_config || true
   format_storage

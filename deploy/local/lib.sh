@@ -12,7 +12,7 @@ CACHE="${STARSTREAM_CACHE_DIR:-$ROOT/.cache}"
 
 # Ports: the defaults are what env.sh and the tests use. A second, independent stack (the
 # chaos rounds kill their services, so they get their own) sets STARSTREAM_DATA_DIR and these.
-PG_PORT="${STARSTREAM_PG_PORT:-55432}"
+PG_PORT="${STARSTREAM_PG_PORT:-15432}"
 PG_USER=starstream
 PG_PASSWORD=starstream
 PG_DB=starstream
@@ -66,6 +66,31 @@ pid_cmdline_has() {
 # tcp_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
 tcp_open() {
   timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# require_free_port PORT OWNER: dies unless a server of ours can bind 127.0.0.1:PORT. A listener
+# is someone else's server. A port inside the kernel's ephemeral range can also be held by an
+# outgoing connection's local end (CI lost a run to that when PostgreSQL sat on 55442); such a
+# socket goes away by itself, so it is waited for, and the default ports sit below the range.
+require_free_port() {
+  local port="$1" owner="$2" lo hi waited=0
+  if tcp_open "$port"; then
+    die "port $port is already in use by another process (not $owner); stop it first"
+  fi
+  if read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null &&
+    [ "$port" -ge "$lo" ] && [ "$port" -le "$hi" ]; then
+    log "warning: port $port is inside this machine's ephemeral port range ($lo-$hi); an outgoing connection may hold it"
+  fi
+  command -v ss >/dev/null 2>&1 || return 0
+  while ss -Htan state established state syn-sent state fin-wait-1 state fin-wait-2 state close-wait state last-ack \
+    "( sport = :$port )" 2>/dev/null | grep -q .; do
+    if [ "$waited" -ge "$UP_TIMEOUT" ]; then
+      die "port $port is held by a connection's local end for ${UP_TIMEOUT}s (ss -tanp 'sport = :$port'); choose another port"
+    fi
+    [ "$waited" -eq 0 ] && log "port $port is the local end of a live connection; waiting for it to close"
+    sleep 1
+    waited=$((waited + 1))
+  done
 }
 
 # with_lock NAME: serialise up/down of one service across concurrent callers (`make test`

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Local PostgreSQL for development and tests: its own cluster under <repo>/.data/postgres,
-# wal_level=logical, port 55432 on 127.0.0.1, role/database starstream (password starstream,
+# wal_level=logical, port 15432 on 127.0.0.1, role/database starstream (password starstream,
 # superuser, plaintext allowed) and the least-privilege role starstream_capture (password
 # capture-secret; LOGIN REPLICATION, no superuser; TLS only: ssl=on with the local CA of
 # tls.sh, pg_hba hostssl + scram-sha-256).
@@ -387,9 +387,7 @@ cmd_up() {
     fi
   else
     remove_stale_locks
-    if tcp_open "$PG_PORT"; then
-      die "port $PG_PORT is already in use by another process (not this repo's cluster in $PGDATA_DIR); stop it first"
-    fi
+    require_free_port "$PG_PORT" "this repo's cluster in $PGDATA_DIR"
     init_cluster
     write_config || true
     start_server
@@ -400,7 +398,7 @@ cmd_up() {
   check_dsn
   pid="$(postmaster_pid || echo '?')"
   if [ $started = 1 ]; then
-    log "ready: pid $pid, $PG_DSN; TLS: $PG_CAPTURE_DSN"
+    log "ready: pid $pid, ${PG_DSN/:${PG_PASSWORD}@/:***@}; TLS: ${PG_CAPTURE_DSN/:${CAPTURE_PASSWORD}@/:***@} (passwords: deploy/local/env.sh)"
   fi
 }
 

@@ -237,9 +237,7 @@ cmd_up() {
     log "removing stale $RPID (pid $(cat "$RPID" 2>/dev/null) is not a running registry)"
     rm -f "$RPID"
   fi
-  if tcp_open "$REGISTRY_PORT"; then
-    die "port $REGISTRY_PORT is already in use by another process (not the registry of $RDIR); stop it first"
-  fi
+  require_free_port "$REGISTRY_PORT" "the registry of $RDIR"
   write_config || true
   start_registry
   wait_ready "$STARTED_PID"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts the local stack (PostgreSQL on 127.0.0.1:55432, Kafka on 127.0.0.1:19092) as local
+# Starts the local stack (PostgreSQL on 127.0.0.1:15432, Kafka on 127.0.0.1:19092) as local
 # processes under <repo>/.data, installing or fetching what is missing. Idempotent: services
 # already running are only checked. Waits until both answer. `make up` runs this.
 set -euo pipefail

@@ -16,7 +16,7 @@ import (
 	"github.com/starstream/starstream/deploy/shop"
 )
 
-const defaultDSN = "postgres://starstream:starstream@127.0.0.1:55432/starstream?sslmode=disable"
+const defaultDSN = "postgres://starstream:starstream@127.0.0.1:15432/starstream?sslmode=disable"
 
 // schemaCounter makes schema names unique within this test binary; the pid
 // and time make them unique across binaries sharing the server.

@@ -64,7 +64,7 @@ func newFakeSource() *fakeSource {
 		"@db:5432/warehouse failed; password=" + secretInError + " token " + secretBare +
 		"; join group: SASL handshake as svc with password " + secretKafka + " failed"
 	return &fakeSource{snap: Snapshot{Pipelines: nodes, Capture: &Capture{
-		Slot: "starstream", Publication: "starstream", DSN: "postgres://starstream:" + secretInDSN + "@127.0.0.1:55432/starstream",
+		Slot: "starstream", Publication: "starstream", DSN: "postgres://starstream:" + secretInDSN + "@127.0.0.1:15432/starstream",
 		Events: 123456, ConfirmedLSN: 0x16B3748, SlotLagBytes: 2048, SlotLagSeconds: 0.8,
 	}}}
 }

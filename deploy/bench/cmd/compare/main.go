@@ -98,7 +98,7 @@ func main() {
 func parseFlags() (options, error) {
 	var o options
 	var brokers, tools, dbzProps string
-	flag.StringVar(&o.dsn, "dsn", envOr("STARSTREAM_PG_DSN", "postgres://starstream:starstream@127.0.0.1:55432/starstream?sslmode=disable"), "source database (the local stack by default)")
+	flag.StringVar(&o.dsn, "dsn", envOr("STARSTREAM_PG_DSN", "postgres://starstream:starstream@127.0.0.1:15432/starstream?sslmode=disable"), "source database (the local stack by default)")
 	flag.StringVar(&brokers, "brokers", envOr("STARSTREAM_KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka brokers, comma-separated")
 	flag.IntVar(&o.rows, "rows", 1_000_000, "rows of the backlog every reader drains")
 	flag.IntVar(&o.tx, "tx", 1000, "rows per transaction of the backlog")

@@ -151,14 +151,28 @@ type partition struct {
 	topic   string
 	id      int
 	reader  *kafka.Reader
-	pending []Record // decoded data records not yet released, in offset order
-	marker  LSN      // last marker read
-	marked  bool     // a marker has been read since start
-	marks   []mark   // markers read but not yet committed
+	pending []held // data records not yet released, in offset order
+	marker  LSN    // last marker read
+	marked  bool   // a marker has been read since start
+	marks   []mark // markers read but not yet committed
 	// position is where reading resumes after the last commit: the start offset
 	// (0 for "the first offset"), then the offset past the last committed marker.
 	position int64
 }
+
+// held is a data record read but not yet released. Records that carry their
+// position in headers (everything starstream writes) are decoded only when
+// released, a batch at a time: a decoded change costs several times its Avro
+// bytes, and a huge transaction is held whole until its commit's marker.
+// Others are decoded when read, for their position or their poison error.
+type held struct {
+	m   kafka.Message
+	pos Position
+	rec *Record // decoded at read: the record has no position headers
+}
+
+// poison reports a record known to be undecodable: released at once.
+func (h *held) poison() bool { return h.rec != nil && h.rec.Err != nil }
 
 type mark struct {
 	lsn    LSN
@@ -305,8 +319,8 @@ func (c *Consumer) releasable(parts []*partition, bound LSN) bool {
 		if len(p.marks) > 0 && p.marks[0].lsn <= bound {
 			return true
 		}
-		for _, r := range p.pending {
-			if r.Err != nil || r.Event.Pos.LSN <= bound {
+		for i := range p.pending {
+			if h := &p.pending[i]; h.poison() || h.pos.LSN <= bound {
 				return true
 			}
 		}
@@ -337,9 +351,10 @@ func (c *Consumer) readFor(ctx context.Context, p *partition, d time.Duration) (
 }
 
 // readToMarker reads one partition until the next watermark marker, fetching
-// under rctx (the read's time slice). Records are decoded under ctx: looking up
-// an unknown schema (a scan of the schema topic, a registry request) may outlast
-// the slice, and a lookup cut short by it would dead-letter a good record.
+// under rctx (the read's time slice). Records without position headers are
+// decoded under ctx: looking up an unknown schema (a scan of the schema topic,
+// a registry request) may outlast the slice, and a lookup cut short by it
+// would dead-letter a good record.
 func (c *Consumer) readToMarker(ctx, rctx context.Context, p *partition) error {
 	for {
 		m, err := p.reader.FetchMessage(rctx)
@@ -355,8 +370,26 @@ func (c *Consumer) readToMarker(ctx, rctx context.Context, p *partition) error {
 			p.marks = append(p.marks, mark{lsn: p.marker, offset: m.Offset})
 			return nil
 		}
-		p.pending = append(p.pending, c.dec.decode(ctx, m))
+		if pos, ok := headerPosition(m); ok {
+			p.pending = append(p.pending, held{m: m, pos: pos})
+			continue
+		}
+		r := c.dec.decode(ctx, m)
+		p.pending = append(p.pending, held{m: m, pos: r.Event.Pos, rec: &r})
 	}
+}
+
+// decodeHeld decodes a record being released. One whose Avro position is not
+// the one its headers gave is poison: it was ordered by the headers.
+func (c *Consumer) decodeHeld(ctx context.Context, h *held) Record {
+	if h.rec != nil {
+		return *h.rec
+	}
+	r := c.dec.decode(ctx, h.m)
+	if r.Err == nil && r.Event.Pos != h.pos {
+		r.Err = fmt.Errorf("%s[%d]@%d: position headers say %v, the record %v", r.Topic, r.Partition, r.Offset, h.pos, r.Event.Pos)
+	}
+	return r
 }
 
 // release hands every pending record at or below bound (and every poison record)
@@ -364,36 +397,36 @@ func (c *Consumer) readToMarker(ctx, rctx context.Context, p *partition) error {
 func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*partition, bound LSN) error {
 	n := 0
 	for _, p := range parts {
-		for _, r := range p.pending {
-			if r.Err != nil || r.Event.Pos.LSN <= bound {
+		for i := range p.pending {
+			if h := &p.pending[i]; h.poison() || h.pos.LSN <= bound {
 				n++
 			}
 		}
 	}
 	// Sized once: a huge transaction (1M records) would otherwise grow it by
 	// doubling, holding up to three copies of its records at the peak.
-	out := make([]Record, 0, n)
+	out := make([]held, 0, n)
 	for _, p := range parts {
 		// Every record at or below bound goes, not only a leading run of them: a
 		// producer that replayed puts records below bound after records above it
 		// (already in the partition from before its crash), and leaving those
 		// behind would make releasable true forever with nothing to release.
 		keep := p.pending[:0]
-		for _, r := range p.pending {
-			if r.Err != nil || r.Event.Pos.LSN <= bound {
-				out = append(out, r)
+		for _, h := range p.pending {
+			if h.poison() || h.pos.LSN <= bound {
+				out = append(out, h)
 			} else {
-				keep = append(keep, r)
+				keep = append(keep, h)
 			}
 		}
 		clear(p.pending[len(keep):]) // drop the released records' buffers
 		p.pending = keep
 		if cap(keep) > shrinkPending && len(keep) < cap(keep)/4 {
 			// The array a huge transaction grew stays otherwise, for good.
-			p.pending = append([]Record(nil), keep...)
+			p.pending = append([]held(nil), keep...)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Event.Pos.Less(out[j].Event.Pos) })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].pos.Less(out[j].pos) })
 	// offsets are what this release commits (partitions that passed a marker);
 	// positions are every assigned partition's resume point, for the checkpoint:
 	// a checkpoint must name all of them, or it would match any committed offsets.
@@ -408,7 +441,7 @@ func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*
 				// between it and the marker was applied and is ignored by position.
 				p.position = mk.offset + 1
 				if len(p.pending) > 0 {
-					p.position = min(p.position, p.pending[0].Offset)
+					p.position = min(p.position, p.pending[0].m.Offset)
 				}
 				if offsets[p.topic] == nil {
 					offsets[p.topic] = map[int]int64{}
@@ -426,10 +459,14 @@ func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*
 	}
 	for start := 0; ; start += c.cfg.MaxBatch {
 		end := min(start+c.cfg.MaxBatch, len(out))
-		b := Batch{Records: out[start:end], Watermark: bound, Final: end == len(out)}
+		recs := make([]Record, 0, end-start)
+		for i := range out[start:end] {
+			recs = append(recs, c.decodeHeld(ctx, &out[start+i]))
+		}
+		b := Batch{Records: recs, Watermark: bound, Final: end == len(out)}
 		if b.Final {
 			b.Commit = positions
-		} else if next := out[end].Event.Pos.LSN; next > 0 {
+		} else if next := out[end].pos.LSN; next > 0 {
 			// Only transactions wholly handed over are below the watermark.
 			b.Watermark = next - 1
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/starstream/starstream/stream"
 	"github.com/starstream/starstream/stream/streamtest"
 )
@@ -419,5 +420,83 @@ func TestFollowerReportsFailure(t *testing.T) {
 		func(stream.Record) error { return broken }, log)
 	if err := f.Run(ctx); !errors.Is(err, broken) {
 		t.Fatalf("Run returned %v after a partition failed, want the failure", err)
+	}
+}
+
+// Records are ordered by their position headers and decoded only when released.
+// One whose body is not Avro, or whose Avro position disagrees with its headers,
+// is poison at its header position: handed over (to be dead-lettered) when the
+// watermark passes it, not before, and in position order with the rest.
+func TestConsumerDecodesHeaderPositionedRecordsAtRelease(t *testing.T) {
+	t.Parallel()
+	brokers := streamtest.Brokers(t)
+	ns := streamtest.Name(t, "s")
+	topic := "cdc." + ns + ".a"
+	streamtest.DeleteTopics(t, brokers, topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	w := itemsWriter(ctx, t, brokers, ns, log, topic)
+	if err := w.Write(ctx, []stream.Event{event(ns, "a", 1, 100, 0), event(ns, "a", 2, 300, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	var real kafka.Message // the record at 300, to copy under other headers
+	if err := stream.ScanToEnd(ctx, brokers, nil, topic, func(m kafka.Message) error {
+		if len(m.Value) > 0 {
+			real = m
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	at := func(lsn string) []kafka.Header {
+		return []kafka.Header{{Key: stream.HeaderLSN, Value: []byte(lsn)}, {Key: stream.HeaderSeq, Value: []byte("0")}}
+	}
+	raw := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.LeastBytes{}}
+	defer raw.Close()
+	if err := raw.WriteMessages(ctx,
+		kafka.Message{Key: real.Key, Value: []byte("not avro"), Headers: at("200")},
+		kafka.Message{Key: real.Key, Value: real.Value, Headers: at("250")},
+	); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Mark(ctx, 300); err != nil {
+		t.Fatal(err)
+	}
+
+	gate := stream.NewBeacon(150)
+	c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, Group: streamtest.Name(t, "g"), Topics: []string{topic},
+		Gates: []stream.Gate{gate}}, stream.NewCodecs(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	err = c.Run(runCtx, stream.HandlerFunc(func(_ context.Context, b stream.Batch) error {
+		for _, r := range b.Records {
+			switch {
+			case r.Err != nil:
+				got = append(got, fmt.Sprintf("poison@%d: %v", b.Watermark, r.Err))
+			default:
+				got = append(got, fmt.Sprintf("%v@%d", r.Key["id"], r.Event.Pos.LSN))
+			}
+		}
+		if b.Final && b.Watermark == 150 {
+			gate.Advance(300)
+		}
+		if b.Final && b.Watermark >= 300 {
+			stop()
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[0] != "1@100" || got[3] != "2@300" ||
+		!strings.HasPrefix(got[1], "poison@300: ") || !strings.Contains(got[1], "undecodable record") ||
+		!strings.HasPrefix(got[2], "poison@300: ") || !strings.Contains(got[2], "position headers say") {
+		t.Fatalf("handed over:\n%s\nwant 1@100 alone below the gate at 150, then the two poison records at their header positions (200, 250) and 2@300",
+			strings.Join(got, "\n"))
 	}
 }

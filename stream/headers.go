@@ -48,6 +48,30 @@ func header(m kafka.Message, key string) (string, bool) {
 	return "", false
 }
 
+// headerPosition returns a data record's position from its headers, and false
+// when they do not carry one (a record not written by starstream).
+func headerPosition(m kafka.Message) (Position, bool) {
+	var pos Position
+	found := 0
+	for _, h := range m.Headers {
+		var err error
+		switch h.Key {
+		case HeaderLSN:
+			var n uint64
+			n, err = strconv.ParseUint(string(h.Value), 10, 64)
+			pos.LSN = LSN(n)
+			found++
+		case HeaderSeq:
+			pos.Seq, err = strconv.ParseUint(string(h.Value), 10, 64)
+			found++
+		}
+		if err != nil {
+			return Position{}, false
+		}
+	}
+	return pos, found == 2
+}
+
 // MarkerLSN returns the watermark of a marker record, and false for data records.
 func MarkerLSN(m kafka.Message) (LSN, bool) {
 	if c, ok := header(m, HeaderControl); !ok || c != ControlWatermark {

@@ -24,6 +24,8 @@ type sales struct {
 	// after a crash truncates every table first) finds its lines here, so its
 	// status changes still reach them.
 	items map[int64]map[int64]bool
+	// factCol indexes the fact row's columns (spec.Columns) in line.fact.
+	factCol map[string]int
 }
 
 type order struct {
@@ -34,15 +36,55 @@ type order struct {
 	pos        stream.Position
 }
 
+// line is one order item. It lives as long as the item (a status change of
+// its order rewrites its fact row), so every fact_sales row is held once in
+// memory: slices in column order, not maps, which cost several times as much.
 type line struct {
-	src     map[string]any // the source order_items row
-	fact    map[string]any // the fact row, nil while parked
+	src     []any // the source order_items columns fact_sales reads, in srcColumns order
+	fact    []any // the fact row in spec.Columns order, nil while parked
 	created stream.Position
 	pos     stream.Position
 }
 
+// srcColumns are the order_items columns a line keeps: what the fact row is
+// computed from (the lookups' natural keys among them), also in its state record.
+var srcColumns = []string{"order_id", "product_id", "seller_id", "quantity", "unit_price", "discount"}
+
+func srcIndex(c string) int {
+	for i, name := range srcColumns {
+		if name == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// srcOf picks a line's source columns from an order_items row.
+func srcOf(row map[string]any, prefix string) []any {
+	src := make([]any, len(srcColumns))
+	for i, c := range srcColumns {
+		src[i] = row[prefix+c]
+	}
+	return src
+}
+
+func (l *line) source(c string) any {
+	if i := srcIndex(c); i >= 0 {
+		return l.src[i]
+	}
+	return nil
+}
+
+func (l *line) orderID() int64 {
+	oid, _ := asInt(l.src[0])
+	return oid
+}
+
 func newSales(p *Pipeline) *sales {
-	s := &sales{p: p}
+	s := &sales{p: p, factCol: map[string]int{}}
+	for i, c := range p.spec.Columns {
+		s.factCol[c.Name] = i
+	}
 	s.reset()
 	return s
 }
@@ -121,16 +163,16 @@ func (o *order) posOr() stream.Position {
 }
 
 func (s *sales) lineRecord(id int64, l *line, deleted bool) stream.Event {
-	after := map[string]any{}
-	for _, c := range s.p.spec.Columns {
+	after := make(map[string]any, len(s.p.spec.Columns)+len(srcColumns)+4)
+	for i, c := range s.p.spec.Columns {
 		after[c.Name] = nil
 		if l.fact != nil {
-			after[c.Name] = l.fact[c.Name]
+			after[c.Name] = l.fact[i]
 		}
 	}
 	after["order_item_id"] = id
-	for _, c := range []string{"order_id", "product_id", "seller_id", "quantity", "unit_price", "discount"} {
-		after["src_"+c] = l.src[c]
+	for i, c := range srcColumns {
+		after["src_"+c] = l.src[i]
 	}
 	after["created_lsn"], after["created_seq"] = int64(l.created.LSN), int64(l.created.Seq)
 	after["parked"], after["deleted"] = l.fact == nil, deleted
@@ -158,17 +200,14 @@ func (s *sales) restore(ev stream.Event) error {
 		if del, _ := ev.After["deleted"].(bool); del {
 			return nil
 		}
-		l := &line{src: map[string]any{"order_item_id": id}, pos: ev.Pos}
-		for _, c := range []string{"order_id", "product_id", "seller_id", "quantity", "unit_price", "discount"} {
-			l.src[c] = ev.After["src_"+c]
-		}
+		l := &line{src: srcOf(ev.After, "src_"), pos: ev.Pos}
 		lsn, _ := asInt(ev.After["created_lsn"])
 		seq, _ := asInt(ev.After["created_seq"])
 		l.created = stream.Position{LSN: stream.LSN(lsn), Seq: uint64(seq)}
 		if parked, _ := ev.After["parked"].(bool); !parked {
-			l.fact = map[string]any{}
-			for _, c := range s.p.spec.Columns {
-				l.fact[c.Name] = ev.After[c.Name]
+			l.fact = make([]any, len(s.p.spec.Columns))
+			for i, c := range s.p.spec.Columns {
+				l.fact[i] = ev.After[c.Name]
 			}
 		}
 		s.addLine(id, l)
@@ -181,7 +220,7 @@ func (s *sales) restore(ev stream.Event) error {
 // addLine indexes a line under its order, or parks it while the order is unknown.
 func (s *sales) addLine(id int64, l *line) {
 	s.lines[id] = l
-	oid, _ := asInt(l.src["order_id"])
+	oid := l.orderID()
 	if l.fact == nil {
 		s.parked[oid] = append(s.parked[oid], id)
 		return
@@ -194,7 +233,7 @@ func (s *sales) dropLine(id int64) {
 	if l == nil {
 		return
 	}
-	oid, _ := asInt(l.src["order_id"])
+	oid := l.orderID()
 	if ids := s.items[oid]; ids != nil {
 		delete(ids, id)
 		if len(ids) == 0 {
@@ -274,10 +313,11 @@ func (s *sales) applyOrder(ev stream.Event) (rows []sinks.Row, state []stream.Ev
 	// changed, and those of an order written again after a delete or truncate.
 	for itemID := range s.items[id] {
 		l := s.lines[itemID]
-		if l.fact["order_status"] == o.status {
+		i, ok := s.factCol["order_status"]
+		if !ok || l.fact[i] == o.status {
 			continue
 		}
-		l.fact["order_status"] = o.status
+		l.fact[i] = o.status
 		l.pos = maxPos(l.pos, ev.Pos)
 		rows = append(rows, s.row(l))
 		state = append(state, s.lineRecord(itemID, l, false))
@@ -323,7 +363,7 @@ func (s *sales) applyItem(ev stream.Event) (rows []sinks.Row, state []stream.Eve
 		}
 		return rows, []stream.Event{s.lineRecord(id, old, true)}
 	}
-	l := &line{src: ev.After, created: ev.Pos, pos: ev.Pos}
+	l := &line{src: srcOf(ev.After, ""), created: ev.Pos, pos: ev.Pos}
 	if old != nil {
 		// Keys stay those valid when the item was sold, and an insert is
 		// when it was sold: a line known only from a snapshot row before
@@ -335,8 +375,7 @@ func (s *sales) applyItem(ev stream.Event) (rows []sinks.Row, state []stream.Eve
 		}
 		s.dropLine(id)
 	}
-	oid, _ := asInt(l.src["order_id"])
-	if o := s.orders[oid]; o != nil {
+	if o := s.orders[l.orderID()]; o != nil {
 		s.compute(id, l, o)
 		rows = append(rows, s.row(l))
 	}
@@ -347,41 +386,52 @@ func (s *sales) applyItem(ev stream.Event) (rows []sinks.Row, state []stream.Eve
 // compute fills the fact row of a line from its order and the dimension versions
 // valid at the line's creation.
 func (s *sales) compute(id int64, l *line, o *order) {
-	f := map[string]any{"order_item_id": id, "order_id": l.src["order_id"], "order_status": o.status, "ordered_at": o.orderedAt,
-		"source_lsn": int64(l.created.LSN), "source_seq": int64(l.created.Seq), "date_key": nil,
-		"customer_id": o.customerID, "product_id": l.src["product_id"], "campaign_id": o.campaignID}
+	f := make([]any, len(s.p.spec.Columns))
+	set := func(c string, v any) {
+		if i, ok := s.factCol[c]; ok {
+			f[i] = v
+		}
+	}
+	set("order_item_id", id)
+	set("order_id", l.source("order_id"))
+	set("order_status", o.status)
+	set("ordered_at", o.orderedAt)
+	set("source_lsn", int64(l.created.LSN))
+	set("source_seq", int64(l.created.Seq))
+	set("customer_id", o.customerID)
+	set("product_id", l.source("product_id"))
+	set("campaign_id", o.campaignID)
 	if t, ok := o.orderedAt.(time.Time); ok {
-		f["date_key"] = dimensions.DateKey(t)
+		set("date_key", dimensions.DateKey(t))
 	}
 	var unitCost *big.Rat
 	var warnings []quality.Failure
 	for _, lk := range s.p.spec.Lookups {
-		natural := l.src[lk.From]
+		natural := l.source(lk.From)
 		switch lk.From {
 		case "customer_id":
 			natural = o.customerID
 		case "campaign_id":
 			natural = o.campaignID
 			if natural == nil {
-				f[lk.Column] = nil // no campaign: not an unknown one
-				continue
+				continue // no campaign: NULL, not an unknown one
 			}
 		}
 		key, attrs, fail := s.p.lookup(lk, natural, l.created)
-		f[lk.Column] = key
+		set(lk.Column, key)
 		if fail != nil {
 			warnings = append(warnings, *fail)
 			s.q.Add(stream.Record{Event: stream.Event{Table: "order_items", Key: map[string]any{"order_item_id": id},
-				After: l.src, Pos: l.created}}, *fail)
+				After: s.sourceRow(id, l), Pos: l.created}}, *fail)
 		}
 		if lk.Column == "product_key" && attrs != nil {
 			unitCost, _ = attrs["unit_cost"].(*big.Rat)
 		}
 	}
-	f["dq_warnings"] = quality.Flags(warnings)
-	qty, _ := asInt(l.src["quantity"])
-	price, _ := l.src["unit_price"].(*big.Rat)
-	discount, _ := l.src["discount"].(*big.Rat)
+	set("dq_warnings", quality.Flags(warnings))
+	qty, _ := asInt(l.source("quantity"))
+	price, _ := l.source("unit_price").(*big.Rat)
+	discount, _ := l.source("discount").(*big.Rat)
 	if price == nil {
 		price = new(big.Rat)
 	}
@@ -391,19 +441,32 @@ func (s *sales) compute(id int64, l *line, o *order) {
 	q := new(big.Rat).SetInt64(qty)
 	gross := new(big.Rat).Mul(q, price)
 	net := new(big.Rat).Sub(gross, discount)
-	f["quantity"], f["unit_price"], f["discount"], f["gross_amount"], f["net_amount"] = qty, price, discount, gross, net
-	f["cost_amount"], f["margin"] = nil, nil
+	set("quantity", qty)
+	set("unit_price", price)
+	set("discount", discount)
+	set("gross_amount", gross)
+	set("net_amount", net)
 	if unitCost != nil {
 		cost := new(big.Rat).Mul(q, unitCost)
-		f["cost_amount"], f["margin"] = cost, new(big.Rat).Sub(net, cost)
+		set("cost_amount", cost)
+		set("margin", new(big.Rat).Sub(net, cost))
 	}
 	l.fact = f
 }
 
+// sourceRow is a line's source row, for a quarantine record.
+func (s *sales) sourceRow(id int64, l *line) map[string]any {
+	row := map[string]any{"order_item_id": id}
+	for i, c := range srcColumns {
+		row[c] = l.src[i]
+	}
+	return row
+}
+
 func (s *sales) row(l *line) sinks.Row {
 	vals := make(map[string]any, len(l.fact))
-	for k, v := range l.fact {
-		vals[k] = v
+	for i, c := range s.p.spec.Columns {
+		vals[c.Name] = l.fact[i]
 	}
 	return sinks.Row{Op: sinks.Upsert, Values: vals, Pos: sinks.Position{LSN: uint64(l.pos.LSN), Seq: l.pos.Seq}}
 }

@@ -40,10 +40,14 @@ type order struct {
 // its order rewrites its fact row), so every fact_sales row is held once in
 // memory: slices in column order, not maps, which cost several times as much.
 type line struct {
-	src     []any // the source order_items columns fact_sales reads, in srcColumns order
-	fact    []any // the fact row in spec.Columns order, nil while parked
-	created stream.Position
-	pos     stream.Position
+	src  []any // the source order_items columns fact_sales reads, in srcColumns order
+	fact []any // the fact row in spec.Columns order, nil while parked; amounts unset
+	// unitCost is the product version's unit cost (nil when unknown): with the
+	// quantity, price and discount it gives the amounts, computed as a row is
+	// emitted rather than held as four more numbers per line.
+	unitCost *big.Rat
+	created  stream.Position
+	pos      stream.Position
 }
 
 // srcColumns are the order_items columns a line keeps: what the fact row is
@@ -163,13 +167,7 @@ func (o *order) posOr() stream.Position {
 }
 
 func (s *sales) lineRecord(id int64, l *line, deleted bool) stream.Event {
-	after := make(map[string]any, len(s.p.spec.Columns)+len(srcColumns)+4)
-	for i, c := range s.p.spec.Columns {
-		after[c.Name] = nil
-		if l.fact != nil {
-			after[c.Name] = l.fact[i]
-		}
-	}
+	after := s.values(l, len(srcColumns)+4)
 	after["order_item_id"] = id
 	for i, c := range srcColumns {
 		after["src_"+c] = l.src[i]
@@ -207,7 +205,16 @@ func (s *sales) restore(ev stream.Event) error {
 		if parked, _ := ev.After["parked"].(bool); !parked {
 			l.fact = make([]any, len(s.p.spec.Columns))
 			for i, c := range s.p.spec.Columns {
-				l.fact[i] = ev.After[c.Name]
+				if !amountColumns[c.Name] {
+					l.fact[i] = ev.After[c.Name]
+				}
+			}
+			// cost_amount is quantity × unit cost; nil when the product was unknown.
+			if cost, ok := ev.After["cost_amount"].(*big.Rat); ok {
+				l.unitCost = new(big.Rat)
+				if qty, _ := asInt(ev.After["quantity"]); qty != 0 {
+					l.unitCost.Quo(cost, new(big.Rat).SetInt64(qty))
+				}
 			}
 		}
 		s.addLine(id, l)
@@ -438,20 +445,53 @@ func (s *sales) compute(id int64, l *line, o *order) {
 	if discount == nil {
 		discount = new(big.Rat)
 	}
-	q := new(big.Rat).SetInt64(qty)
-	gross := new(big.Rat).Mul(q, price)
-	net := new(big.Rat).Sub(gross, discount)
 	set("quantity", qty)
 	set("unit_price", price)
 	set("discount", discount)
-	set("gross_amount", gross)
-	set("net_amount", net)
-	if unitCost != nil {
-		cost := new(big.Rat).Mul(q, unitCost)
-		set("cost_amount", cost)
-		set("margin", new(big.Rat).Sub(net, cost))
+	l.fact, l.unitCost = f, unitCost
+}
+
+// amountColumns are the fact row's columns derived from the others (values).
+var amountColumns = map[string]bool{"gross_amount": true, "net_amount": true, "cost_amount": true, "margin": true}
+
+// values is a line's fact row with its amounts (all nil while parked), sized
+// for extra more columns.
+func (s *sales) values(l *line, extra int) map[string]any {
+	vals := make(map[string]any, len(s.p.spec.Columns)+extra)
+	for i, c := range s.p.spec.Columns {
+		vals[c.Name] = nil
+		if l.fact != nil {
+			vals[c.Name] = l.fact[i]
+		}
 	}
-	l.fact = f
+	if l.fact == nil {
+		return vals
+	}
+	qty, _ := asInt(vals["quantity"])
+	price, _ := vals["unit_price"].(*big.Rat)
+	discount, _ := vals["discount"].(*big.Rat)
+	if price == nil {
+		price = new(big.Rat)
+	}
+	if discount == nil {
+		discount = new(big.Rat)
+	}
+	q := new(big.Rat).SetInt64(qty)
+	gross := new(big.Rat).Mul(q, price)
+	net := new(big.Rat).Sub(gross, discount)
+	put := func(c string, v any) {
+		if _, ok := s.factCol[c]; ok {
+			vals[c] = v
+		}
+	}
+	put("gross_amount", gross)
+	put("net_amount", net)
+	if l.unitCost != nil {
+		cost := new(big.Rat).Mul(q, l.unitCost)
+		put("cost_amount", cost)
+		put("margin", new(big.Rat).Sub(net, cost))
+	}
+	return vals
 }
 
 // sourceRow is a line's source row, for a quarantine record.
@@ -464,11 +504,7 @@ func (s *sales) sourceRow(id int64, l *line) map[string]any {
 }
 
 func (s *sales) row(l *line) sinks.Row {
-	vals := make(map[string]any, len(l.fact))
-	for i, c := range s.p.spec.Columns {
-		vals[c.Name] = l.fact[i]
-	}
-	return sinks.Row{Op: sinks.Upsert, Values: vals, Pos: sinks.Position{LSN: uint64(l.pos.LSN), Seq: l.pos.Seq}}
+	return sinks.Row{Op: sinks.Upsert, Values: s.values(l, 0), Pos: sinks.Position{LSN: uint64(l.pos.LSN), Seq: l.pos.Seq}}
 }
 
 func (s *sales) deleteRow(id int64, pos stream.Position) sinks.Row {

@@ -2,6 +2,7 @@ package facts
 
 import (
 	"context"
+	"fmt"
 	"math/big"
 	"testing"
 	"time"
@@ -68,6 +69,66 @@ func TestSalesItemReadAfterItsInsert(t *testing.T) {
 		want := dimensions.SurrogateKey("dim_customer", dimensions.NaturalKey(int64(2)), stream.Position{LSN: custLSN})
 		if len(got) != 1 || got[0][0] != want || got[0][1] != int64(orderLSN) {
 			t.Errorf("restart=%v: fact_sales (customer_key, source_lsn) = %v, want [%d %d]", restart, got, want, orderLSN)
+		}
+	}
+}
+
+// A line keeps quantity, price, discount and the product's unit cost; its
+// amounts are computed when the row is emitted. A status change after a restart
+// (the line restored from its state record) emits the same amounts as one
+// without a restart, with and without a known product.
+func TestSalesAmountsSurviveRestart(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)
+	rec := func(table string, key string, id int64, row map[string]any, lsn stream.LSN, seq uint64) stream.Record {
+		return stream.Record{Event: stream.Event{Table: table, Op: stream.OpInsert, Key: map[string]any{key: id}, After: row,
+			Pos: stream.Position{LSN: lsn, Seq: seq}, CommitTime: now}}
+	}
+	known := itemRow(7, int64(3), big.NewRat(25, 2), big.NewRat(3, 2)) // 3 × 12.50 − 1.50, unit cost 4
+	unknown := itemRow(8, int64(2), big.NewRat(5, 1), new(big.Rat))
+	unknown["product_id"] = int64(99) // no such product: no cost
+	first := []stream.Record{
+		rec("orders", "order_id", 1, orderRow(1, 1, "placed", now), 100, 0),
+		rec("order_items", "order_item_id", 7, known, 100, 1),
+		rec("order_items", "order_item_id", 8, unknown, 100, 2),
+	}
+	paid := orderRow(1, 1, "paid", now)
+	second := []stream.Record{{Event: stream.Event{Table: "orders", Op: stream.OpUpdate, Key: map[string]any{"order_id": int64(1)},
+		After: paid, Pos: stream.Position{LSN: 200}, CommitTime: now}}}
+	const query = `SELECT order_item_id, order_status, CAST(gross_amount AS VARCHAR), CAST(net_amount AS VARCHAR),
+		CAST(cost_amount AS VARCHAR), CAST(margin AS VARCHAR) FROM fact_sales ORDER BY order_item_id`
+	var results []string
+	for _, restart := range []bool{false, true} {
+		p, sink := salesOnMemory(t)
+		ctx := context.Background()
+		var state []stream.Event
+		for i, b := range [][]stream.Record{first, second} {
+			if i == 1 && restart {
+				p, sink = salesOnMemory(t)
+				p.Reset()
+				for _, ev := range state {
+					if err := p.Restore(ev); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			res, err := p.Process(ctx, stream.Batch{Records: b, Watermark: b[len(b)-1].Event.Pos.LSN, Final: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			state = append(state, res.State...)
+		}
+		_, got, err := sink.Query(ctx, query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, fmt.Sprint(got))
+	}
+	// 3 × 12.5 = 37.5, − 1.5 = 36, cost 3 × 4 = 12, margin 24; the unknown product: no cost, no margin.
+	want := "[[7 paid 37.500000000 36.000000000 12.000000000 24.000000000] [8 paid 10.000000000 10.000000000 <nil> <nil>]]"
+	for i, got := range results {
+		if got != want {
+			t.Errorf("restart=%v: fact_sales = %s, want %s", i == 1, got, want)
 		}
 	}
 }

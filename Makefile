@@ -27,9 +27,9 @@ demo: up
 build:
 	go build -o starstream ./cmd/starstream
 
-.PHONY: bench bench-capture bench-sinks bench-debezium
+.PHONY: bench bench-capture bench-sinks bench-e2e bench-state bench-debezium
 # Benchmarks print figures with a baseline measured in the same run; they never fail.
-bench: bench-capture bench-sinks bench-e2e bench-debezium
+bench: bench-capture bench-sinks bench-e2e bench-state bench-debezium
 
 # starstream capture vs pg_recvlogical on the same rows (STARSTREAM_BENCH_ROWS, default 1M).
 bench-capture: up
@@ -43,6 +43,10 @@ bench-sinks:
 # (STARSTREAM_BENCH_RATE tx/s, default 100; STARSTREAM_BENCH_SECONDS, default 30).
 bench-e2e: up
 	go test ./cmd/starstream -run '^$$' -bench BenchmarkEndToEndLatency -benchtime 1x -timeout 30m
+
+# Go heap fact_sales keeps per order item (bytes/line), against the decoded records it came from.
+bench-state:
+	go test ./facts -run '^$$' -bench BenchmarkSalesLineMemory -benchtime 1x -timeout 10m
 
 # starstream vs Debezium (Kafka Connect standalone) vs pg_recvlogical: rows/s, latency, RSS.
 bench-debezium: up

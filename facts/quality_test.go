@@ -14,7 +14,7 @@ import (
 	"github.com/starstream/starstream/stream"
 )
 
-func salesOnMemory(t *testing.T) (*Pipeline, *duckdb.Writer) {
+func salesOnMemory(t testing.TB) (*Pipeline, *duckdb.Writer) {
 	t.Helper()
 	sink, err := duckdb.Open("", slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -760,14 +760,14 @@ const bigTxRows = 100_000
 // dimension and the fact: every row arrives once.
 func TestBadInputHugeChanges(t *testing.T) {
 	t.Parallel()
-	hugeChanges(t, bigTxRows, 10<<20, 0)
+	hugeChanges(t, bigTxRows, 10<<20)
 }
 
 // hugeChanges writes one product with a description of rowBytes and one
 // transaction of an order with rows items, then checks dim_product and fact_sales.
 // Capture and the pipelines run as separate processes, so each one's peak
-// memory is known; a positive maxRSS (KiB) bounds the pipelines process's.
-func hugeChanges(t *testing.T, rows, rowBytes int, maxRSS int64) {
+// memory is reported (a figure, not a bound: memory targets are benchmarks').
+func hugeChanges(t *testing.T, rows, rowBytes int) {
 	bin := sharedBinary(t)
 	ctx := context.Background()
 	db := capturetest.Connect(t)
@@ -836,9 +836,6 @@ func hugeChanges(t *testing.T, rows, rowBytes int, maxRSS int64) {
 	proc.stop(t)
 	t.Logf("%d-byte row and %d-row transaction: written in %v, in fact_sales after %v; peak RSS: capture %d MiB, pipelines %d MiB (GOMEMLIMIT=%q)",
 		rowBytes, rows, written.Round(time.Millisecond), through.Round(time.Millisecond), captureRSS>>10, rss>>10, os.Getenv("GOMEMLIMIT"))
-	if maxRSS > 0 && rss > maxRSS {
-		t.Errorf("the pipelines process peaked at %d MiB for a %d-row transaction: more than %d MiB", rss>>10, rows, maxRSS>>10)
-	}
 
 	wh, err := duckdb.Open(warehouse, slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -199,7 +199,7 @@ func progress(ctx context.Context, db *pgxpool.Pool, cw *countingWriter, ps []pi
 			}
 		}
 		if low == 0 {
-			fmt.Printf("[%s] captured %d events · applied %d · waiting for the first watermark of %s (snapshot in progress)\n",
+			fmt.Printf("[%s] captured %d events · applied %d · waiting for the first watermark of %s (capture is still reading the initial snapshot or the slot's backlog)\n",
 				time.Since(start).Round(time.Second), cw.events.Load(), applied, slowest)
 			continue
 		}

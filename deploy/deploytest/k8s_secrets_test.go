@@ -29,6 +29,9 @@ var processes = []string{"capture", "run"}
 var credentialFiles = map[string]credentialFile{
 	// Pipelines never log in to PostgreSQL; capture cannot without it.
 	"postgres.password_file": {secret: "starstream-postgres/password", users: []string{"capture"}, atStart: true, required: true},
+	// Every process talks to Kafka and encodes or decodes through the registry.
+	"kafka.sasl_password_file":            {secret: "starstream-kafka/password", users: processes, atStart: true},
+	"kafka.schema_registry_password_file": {secret: "starstream-schema-registry/password", users: processes, atStart: true},
 	// Read when the warehouse opens, which capture never does; optional with Workload Identity.
 	"warehouse.bigquery_credentials_file": {secret: "starstream-bigquery/credentials.json", users: []string{"run"}},
 }

@@ -96,13 +96,21 @@ func (d *decoder) resolve(ctx context.Context, ref writerRef) error {
 	backoff := time.Second
 	for {
 		err := d.codecs.resolveID(ctx, ref.id)
-		if err == nil || !errors.Is(err, ErrRegistryUnavailable) {
-			if errors.Is(err, ErrSchemaNotFound) {
-				return fmt.Errorf("%w %s: %v", ErrUnknownSchema, ref, err)
-			}
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrSchemaNotFound):
+			return fmt.Errorf("%w %s: %v", ErrUnknownSchema, ref, err)
+		case errors.Is(err, ErrPoison):
 			return err
+		case errors.Is(err, ErrRegistryUnavailable):
+			d.codecs.reg.log.Warn("schema registry unreachable; waiting for it before decoding", "registry", d.codecs.reg.String(), "error", err)
+		default:
+			// Refused credentials, an untrusted certificate, an unexpected answer: the
+			// configuration's fault or the registry's, never the record's. Dead-lettering
+			// would set aside every record until it is fixed; waiting loses none.
+			d.codecs.reg.log.Error("schema registry refuses the schema lookup; waiting for it to be fixed before decoding", "registry", d.codecs.reg.String(), "error", err)
 		}
-		d.codecs.reg.log.Warn("schema registry unreachable; waiting for it before decoding", "registry", d.codecs.reg.String(), "error", err)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("resolve schema id %d: %w", ref.id, ctx.Err())

@@ -3,6 +3,8 @@ package stream
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +27,7 @@ type RegistryConfig struct {
 	URL      string
 	Username string // basic auth, optional
 	Password string // basic auth, optional; never logged nor put in errors
+	CAFile   string // PEM roots an https registry's certificate is verified against; empty: the system's
 	Timeout  time.Duration
 }
 
@@ -36,7 +40,26 @@ func (c RegistryConfig) Validate() error {
 	if c.Password != "" && c.Username == "" && u.User == nil {
 		return errors.New("schema registry password given without a username")
 	}
+	if c.CAFile != "" && u.Scheme != "https" {
+		return fmt.Errorf("schema registry CA file %s is set but the url is not https", c.CAFile)
+	}
 	return nil
+}
+
+// roots reads CAFile: nil (the system's) when unset.
+func (c RegistryConfig) roots() (*x509.CertPool, error) {
+	if c.CAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("schema registry CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("schema registry CA file %s holds no PEM certificate", c.CAFile)
+	}
+	return pool, nil
 }
 
 // Registry is a client of a Confluent Schema Registry: it registers schemas under
@@ -68,6 +91,16 @@ func NewRegistry(cfg RegistryConfig, logger *slog.Logger) (*Registry, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	roots, err := cfg.roots()
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Timeout: cfg.Timeout}
+	if roots != nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		client.Transport = t
+	}
 	u, _ := url.Parse(cfg.URL)
 	user, pass := cfg.Username, cfg.Password
 	if u.User != nil {
@@ -79,15 +112,15 @@ func NewRegistry(cfg RegistryConfig, logger *slog.Logger) (*Registry, error) {
 		}
 		u.User = nil
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = registryTimeout
+	if client.Timeout <= 0 {
+		client.Timeout = registryTimeout
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Registry{
 		base: strings.TrimRight(u.String(), "/"), user: user, pass: pass,
-		http: &http.Client{Timeout: cfg.Timeout}, log: logger,
+		http: client, log: logger,
 		ids: map[subjectSchema]int{}, texts: map[int]string{},
 	}, nil
 }
@@ -287,6 +320,12 @@ func (r *Registry) once(ctx context.Context, method, path string, body []byte, o
 	res, err := r.http.Do(req)
 	if err != nil {
 		// url.Error repeats the URL, which holds no credentials (they travel in a header).
+		var untrusted *tls.CertificateVerificationError
+		if errors.As(err, &untrusted) {
+			// Not a passing outage: retrying cannot help.
+			return fmt.Errorf("schema registry %s does not present a certificate this process trusts (kafka.schema_registry_ca_file names the CA of a private registry): %s %s: %v",
+				r.base, method, r.base+path, unwrapURLError(err))
+		}
 		return fmt.Errorf("%w: %s %s: %v", ErrRegistryUnavailable, method, r.base+path, unwrapURLError(err))
 	}
 	defer res.Body.Close()

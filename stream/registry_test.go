@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -17,6 +21,7 @@ import (
 	"time"
 
 	"github.com/linkedin/goavro/v2"
+	"github.com/segmentio/kafka-go"
 )
 
 // fakeRegistry follows the Confluent Schema Registry REST API as documented
@@ -400,5 +405,106 @@ func TestConfluentWireFormat(t *testing.T) {
 		if _, err := reader.DecodeEvent(buf); !errors.Is(err, ErrPoison) {
 			t.Errorf("%s: %v, want ErrPoison", name, err)
 		}
+	}
+}
+
+// An https registry with a private CA: trusted through CAFile, refused without it
+// (the system's roots), and a CA file that is missing or holds no certificate is
+// a configuration error, as is a CA file for an http URL.
+func TestRegistryPrivateCA(t *testing.T) {
+	t.Parallel()
+	f := &fakeRegistry{ids: map[string]int{}, texts: map[int]string{}, versions: map[string][]int{}}
+	srv := httptest.NewTLSServer(f)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	reg, err := NewRegistry(RegistryConfig{URL: srv.URL, CAFile: ca}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Register(ctx, "t1-value", avroA); err != nil {
+		t.Fatalf("register over TLS with the CA file: %v", err)
+	}
+
+	system, err := NewRegistry(RegistryConfig{URL: srv.URL, Timeout: 2 * time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = system.Register(ctx, "t1-value", avroA)
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("register with the system roots: %v, want a certificate error", err)
+	}
+
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]RegistryConfig{
+		"missing":  {URL: srv.URL, CAFile: filepath.Join(dir, "nope.crt")},
+		"not PEM":  {URL: srv.URL, CAFile: notPEM},
+		"http url": {URL: "http://127.0.0.1:1", CAFile: ca},
+	} {
+		if _, err := NewRegistry(cfg, nil); err == nil || !strings.Contains(err.Error(), "CA file") {
+			t.Errorf("%s: %v, want an error about the CA file", name, err)
+		}
+	}
+}
+
+// A registry that refuses the lookup of a record's schema (wrong credentials
+// here) is the configuration's fault, not the record's: the decoder waits for it
+// to be fixed, logging why at ERROR, and does not call the record poison; once
+// the credentials are right the same record decodes.
+func TestDecodeWaitsOutARefusingRegistry(t *testing.T) {
+	t.Parallel()
+	f, srv := newFakeRegistry(t)
+	f.user, f.pass = "starstream", "right"
+	codecs := NewCodecs()
+	tc, err := NewTableCodec(codecs, testSchema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	writer, _ := NewRegistry(RegistryConfig{URL: srv.URL, Username: "starstream", Password: "right"}, nil)
+	vid, err := writer.Register(ctx, "cdc.shop.products-value", tc.ValueJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, _ := writer.Register(ctx, "cdc.shop.products-key", tc.KeyJSON)
+	cf := *tc
+	cf.KeyID, cf.ValueID = kid, vid
+	ev := Event{Schema: "shop", Table: "products", Op: OpInsert, Key: map[string]any{"product_id": int64(7)},
+		After: map[string]any{"product_id": int64(7), "name": "lamp"}, Pos: Position{LSN: 42, Seq: 1},
+		CommitTime: time.Date(2026, 11, 27, 4, 0, 0, 0, time.UTC)}
+	value, _ := cf.EncodeValue(&ev)
+	key, _ := cf.EncodeKey(&ev)
+	msg := kafka.Message{Topic: "cdc.shop.products", Key: key, Value: value}
+
+	var logs bytes.Buffer
+	wrong, _ := NewRegistry(RegistryConfig{URL: srv.URL, Username: "starstream", Password: "wrong"},
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	d := newDecoder([]string{"127.0.0.1:1"}, nil, "", NewRegistryCodecs(wrong))
+	wait, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	rec := d.decode(wait, msg)
+	if waited := time.Since(began); waited < time.Second {
+		t.Errorf("decode returned after %v: it did not wait for the registry", waited)
+	}
+	if errors.Is(rec.Err, ErrUnknownSchema) || errors.Is(rec.Err, ErrPoison) || !errors.Is(rec.Err, context.DeadlineExceeded) {
+		t.Errorf("refused lookup: %v, want only the caller's deadline (not poison)", rec.Err)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "HTTP 401") ||
+		strings.Contains(logs.String(), "wrong") {
+		t.Errorf("log does not say why at ERROR (or shows the password):\n%s", logs.String())
+	}
+
+	right, _ := NewRegistry(RegistryConfig{URL: srv.URL, Username: "starstream", Password: "right"}, nil)
+	rec = newDecoder([]string{"127.0.0.1:1"}, nil, "", NewRegistryCodecs(right)).decode(ctx, msg)
+	if rec.Err != nil || rec.Event.After["name"] != "lamp" {
+		t.Errorf("with the right credentials: %+v", rec)
 	}
 }

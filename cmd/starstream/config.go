@@ -58,6 +58,7 @@ type Config struct {
 		SchemaRegistryUsername     string `yaml:"schema_registry_username"`
 		SchemaRegistryPassword     string `yaml:"schema_registry_password"`
 		SchemaRegistryPasswordFile string `yaml:"schema_registry_password_file"` // overrides schema_registry_password
+		SchemaRegistryCAFile       string `yaml:"schema_registry_ca_file"`       // PEM roots for an https registry; empty: the system's
 	} `yaml:"kafka"`
 	Warehouse struct {
 		Kind                    string `yaml:"kind"` // duckdb or bigquery
@@ -269,9 +270,11 @@ func (c Config) Validate() error {
 	if c.Kafka.SchemaRegistryURL != "" {
 		if err := c.registry().Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("kafka.schema_registry_url: %w", err))
+		} else if _, err := stream.NewRegistry(c.registry(), nil); err != nil { // reads the CA file
+			errs = append(errs, fmt.Errorf("kafka.schema_registry_ca_file: %w", err))
 		}
-	} else if c.Kafka.SchemaRegistryUsername != "" || c.Kafka.SchemaRegistryPassword != "" {
-		errs = append(errs, errors.New("kafka.schema_registry_username/password are set but kafka.schema_registry_url is empty"))
+	} else if c.Kafka.SchemaRegistryUsername != "" || c.Kafka.SchemaRegistryPassword != "" || c.Kafka.SchemaRegistryCAFile != "" {
+		errs = append(errs, errors.New("kafka.schema_registry_username/password/ca_file are set but kafka.schema_registry_url is empty"))
 	}
 	if c.Kafka.Partitions < 1 || c.Kafka.ReplicationFactor < 1 {
 		errs = append(errs, errors.New("kafka.partitions and kafka.replication_factor must be at least 1"))
@@ -323,7 +326,7 @@ func (c Config) Validate() error {
 // registry is the schema registry client configuration.
 func (c Config) registry() stream.RegistryConfig {
 	return stream.RegistryConfig{URL: c.Kafka.SchemaRegistryURL, Username: c.Kafka.SchemaRegistryUsername,
-		Password: c.Kafka.SchemaRegistryPassword}
+		Password: c.Kafka.SchemaRegistryPassword, CAFile: c.Kafka.SchemaRegistryCAFile}
 }
 
 // Redacted returns the configuration as YAML with secrets masked.

@@ -62,6 +62,13 @@ func TestRegistryConfigKeys(t *testing.T) {
 		"not http":            {"STARSTREAM_KAFKA_SCHEMA_REGISTRY_URL=ftp://u:" + secret + "@host/x"},
 		"no host":             {"STARSTREAM_KAFKA_SCHEMA_REGISTRY_URL=http://"},
 		"credentials, no url": {"STARSTREAM_KAFKA_SCHEMA_REGISTRY_PASSWORD=" + secret},
+		"ca file, no url":     {"STARSTREAM_KAFKA_SCHEMA_REGISTRY_CA_FILE=" + pw},
+		"ca file, http url": {"STARSTREAM_KAFKA_SCHEMA_REGISTRY_URL=http://127.0.0.1:18081",
+			"STARSTREAM_KAFKA_SCHEMA_REGISTRY_CA_FILE=" + pw},
+		"ca file not pem": {"STARSTREAM_KAFKA_SCHEMA_REGISTRY_URL=https://registry.example:8081",
+			"STARSTREAM_KAFKA_SCHEMA_REGISTRY_CA_FILE=" + pw},
+		"ca file missing": {"STARSTREAM_KAFKA_SCHEMA_REGISTRY_URL=https://registry.example:8081",
+			"STARSTREAM_KAFKA_SCHEMA_REGISTRY_CA_FILE=/nonexistent/ca.crt"},
 	} {
 		c, err := LoadConfig("", env)
 		if err != nil {

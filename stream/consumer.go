@@ -387,7 +387,7 @@ func (c *Consumer) decodeHeld(ctx context.Context, h *held) Record {
 	}
 	r := c.dec.decode(ctx, h.m)
 	if r.Err == nil && r.Event.Pos != h.pos {
-		r.Err = fmt.Errorf("%s[%d]@%d: position headers say %v, the record %v", r.Topic, r.Partition, r.Offset, h.pos, r.Event.Pos)
+		r.Err = fmt.Errorf("%s[%d]@%d: %w: position headers say %v, the record %v", r.Topic, r.Partition, r.Offset, ErrPoison, h.pos, r.Event.Pos)
 	}
 	return r
 }
@@ -462,6 +462,11 @@ func (c *Consumer) release(ctx context.Context, gen *kafka.Generation, parts []*
 		recs := make([]Record, 0, end-start)
 		for i := range out[start:end] {
 			recs = append(recs, c.decodeHeld(ctx, &out[start+i]))
+		}
+		if err := ctx.Err(); err != nil {
+			// A schema lookup cut short by a rebalance or a stop left records
+			// undecoded: they are not poison, and nothing of them is handed over.
+			return err
 		}
 		b := Batch{Records: recs, Watermark: bound, Final: end == len(out)}
 		if b.Final {

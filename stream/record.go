@@ -101,7 +101,8 @@ func (d *decoder) resolve(ctx context.Context, ref writerRef) error {
 			return nil
 		case errors.Is(err, ErrSchemaNotFound):
 			return fmt.Errorf("%w %s: %v", ErrUnknownSchema, ref, err)
-		case errors.Is(err, ErrPoison):
+		case errors.Is(err, ErrPoison), errors.Is(err, ErrUnknownSchema):
+			// ErrUnknownSchema: no registry is configured to look the id up in.
 			return err
 		case errors.Is(err, ErrRegistryUnavailable):
 			d.codecs.reg.log.Warn("schema registry unreachable; waiting for it before decoding", "registry", d.codecs.reg.String(), "error", err)

@@ -502,6 +502,12 @@ func TestDecodeWaitsOutARefusingRegistry(t *testing.T) {
 		t.Errorf("log does not say why at ERROR (or shows the password):\n%s", logs.String())
 	}
 
+	// Without a registry configured, the record is poison, naming the key to set.
+	rec = newDecoder([]string{"127.0.0.1:1"}, nil, "", NewCodecs()).decode(ctx, msg)
+	if !errors.Is(rec.Err, ErrUnknownSchema) || !strings.Contains(rec.Err.Error(), "kafka.schema_registry_url") {
+		t.Errorf("no registry: %v, want unknown schema naming kafka.schema_registry_url", rec.Err)
+	}
+
 	right, _ := NewRegistry(RegistryConfig{URL: srv.URL, Username: "starstream", Password: "right"}, nil)
 	rec = newDecoder([]string{"127.0.0.1:1"}, nil, "", NewRegistryCodecs(right)).decode(ctx, msg)
 	if rec.Err != nil || rec.Event.After["name"] != "lamp" {

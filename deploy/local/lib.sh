@@ -82,8 +82,9 @@ require_free_port() {
     log "warning: port $port is inside this machine's ephemeral port range ($lo-$hi); an outgoing connection may hold it"
   fi
   command -v ss >/dev/null 2>&1 || return 0
-  while ss -Htan state established state syn-sent state fin-wait-1 state fin-wait-2 state close-wait state last-ack \
-    "( sport = :$port )" 2>/dev/null | grep -q .; do
+  # Only the states of a connection's live local end: the closing sockets a killed server
+  # leaves behind (fin-wait, time-wait) do not stop a new one binding with SO_REUSEADDR.
+  while ss -Htan state established state syn-sent state close-wait "( sport = :$port )" 2>/dev/null | grep -q .; do
     if [ "$waited" -ge "$UP_TIMEOUT" ]; then
       die "port $port is held by a connection's local end for ${UP_TIMEOUT}s (ss -tanp 'sport = :$port'); choose another port"
     fi

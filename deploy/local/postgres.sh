@@ -376,6 +376,11 @@ cmd_up() {
   local pid started=0
   ensure_tls
   if pid="$(postmaster_pid)"; then
+    local running_port
+    running_port="$(sed -n 4p "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)"
+    if [ -n "$running_port" ] && [ "$running_port" != "$PG_PORT" ]; then
+      die "the cluster in $PGDATA_DIR runs on port $running_port, not $PG_PORT (the port changes only at a restart): run 'make down && make up'"
+    fi
     if write_config; then
       reload_config
     fi

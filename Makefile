@@ -69,7 +69,7 @@ chaos-short:
 		go test -tags chaos -short -run '^TestChaos$$' ./cmd/starstream -count=1 -timeout 15m -v
 
 # One order of 1,000,000 items in one transaction, and a 10 MB row, through capture and
-# fact_sales with the pipelines under GOMEMLIMIT=2GiB (about 2.5 minutes; make test runs the
+# fact_sales with the pipelines under a 2 GiB limit (STARSTREAM_MEMORY_LIMIT; about 2.5 minutes; make test runs the
 # 100,000-item version). Prints the time to fact_sales and each process's peak RSS.
 bigtx:
 	$(ROOT)/deploy/local/chaos-stack.sh run \

@@ -834,8 +834,9 @@ func hugeChanges(t *testing.T, rows, rowBytes int) {
 	captureRSS, rss := childPeakRSS(capture.cmd.Process.Pid), childPeakRSS(proc.cmd.Process.Pid)
 	capture.stop(t)
 	proc.stop(t)
-	t.Logf("%d-byte row and %d-row transaction: written in %v, in fact_sales after %v; peak RSS: capture %d MiB, pipelines %d MiB (GOMEMLIMIT=%q)",
-		rowBytes, rows, written.Round(time.Millisecond), through.Round(time.Millisecond), captureRSS>>10, rss>>10, os.Getenv("GOMEMLIMIT"))
+	t.Logf("%d-byte row and %d-row transaction: written in %v, in fact_sales after %v; peak RSS: capture %d MiB, pipelines %d MiB (GOMEMLIMIT=%q, STARSTREAM_MEMORY_LIMIT=%q)",
+		rowBytes, rows, written.Round(time.Millisecond), through.Round(time.Millisecond), captureRSS>>10, rss>>10,
+		os.Getenv("GOMEMLIMIT"), os.Getenv("STARSTREAM_MEMORY_LIMIT"))
 
 	wh, err := duckdb.Open(warehouse, slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -652,10 +652,11 @@ func countInLog(path, what string) int {
 // The 1,000,000-row version of TestBadInputHugeChanges (about 2.5 minutes on a
 // 2-core machine: too long for `make test`, which runs 100,000 rows). The
 // pipelines process runs with the memory limit of its Kubernetes Deployment
-// (deploy/k8s/pipeline-fact-sales.yaml: 2Gi, passed on as GOMEMLIMIT): a
-// transaction whose changes did not fit would make its garbage collector run
-// without end, and the rows would not arrive within the test's wait.
+// (deploy/k8s/pipeline-fact-sales.yaml: 2Gi, passed on as STARSTREAM_MEMORY_LIMIT,
+// of which the runtime aims at 90%): a transaction whose changes did not fit
+// would make its garbage collector run without end, and the rows would not
+// arrive within the test's wait.
 func TestBadInputMillionRowTransaction(t *testing.T) {
-	t.Setenv("GOMEMLIMIT", "2GiB")
+	t.Setenv("STARSTREAM_MEMORY_LIMIT", "2147483648")
 	hugeChanges(t, 1_000_000, 10<<20)
 }

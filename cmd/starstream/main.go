@@ -16,6 +16,10 @@ func main() {
 		<-ctx.Done()
 		stop() // restore default handling: a second signal exits at once
 	}()
+	if _, err := applyMemoryLimit(os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "starstream:", err)
+		os.Exit(1)
+	}
 	stopProfiles := startProfiles()
 	err := newRoot().ExecuteContext(ctx)
 	stop()

@@ -32,6 +32,9 @@ var credentialFiles = map[string]credentialFile{
 	// Every process talks to Kafka and encodes or decodes through the registry.
 	"kafka.sasl_password_file":            {secret: "starstream-kafka/password", users: processes, atStart: true},
 	"kafka.schema_registry_password_file": {secret: "starstream-schema-registry/password", users: processes, atStart: true},
+	// A private CA's certificate, in the same Secret as the password (commented out in configmap.yaml).
+	"kafka.tls_ca_file":             {secret: "starstream-kafka/ca.crt", users: processes, atStart: true},
+	"kafka.schema_registry_ca_file": {secret: "starstream-schema-registry/ca.crt", users: processes, atStart: true},
 	// Read when the warehouse opens, which capture never does; optional with Workload Identity.
 	"warehouse.bigquery_credentials_file": {secret: "starstream-bigquery/credentials.json", users: []string{"run"}},
 }

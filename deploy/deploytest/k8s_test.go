@@ -290,6 +290,18 @@ func checkContainer(t *testing.T, where string, c corev1.Container) {
 	if !slices.Contains(c.Args, "--config="+configPath) {
 		t.Errorf("%s: args %v do not pass --config=%s", where, c.Args, configPath)
 	}
+	// The runtime's soft memory limit comes from the container's (cmd/starstream/memlimit.go):
+	// without it the garbage collector lets the heap grow past the limit and the pod is killed.
+	memoryLimit := false
+	for _, e := range c.Env {
+		if e.Name == "STARSTREAM_MEMORY_LIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil &&
+			e.ValueFrom.ResourceFieldRef.Resource == "limits.memory" {
+			memoryLimit = true
+		}
+	}
+	if !memoryLimit {
+		t.Errorf("%s: does not pass limits.memory as STARSTREAM_MEMORY_LIMIT (Downward API resourceFieldRef)", where)
+	}
 	for _, e := range c.Env {
 		checkEnvName(t, where, e.Name)
 		if secretName.MatchString(e.Name) && e.Value != "" && !strings.HasSuffix(e.Name, "_FILE") {

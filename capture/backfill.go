@@ -943,7 +943,7 @@ func scanRecords(ctx context.Context, client *kafka.Client, topic string, p int,
 			}
 			n++
 			off = rec.Offset + 1
-			pos, ok := recordPosition(rec.Headers)
+			pos, ok := stream.HeaderPosition(rec.Headers)
 			if !ok || rec.Key == nil {
 				continue
 			}

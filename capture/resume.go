@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strconv"
 	"sync"
 	"time"
 
@@ -151,7 +150,7 @@ func scanPartition(ctx context.Context, client *kafka.Client, topic string, p in
 				lastMarker = rec.Offset
 				continue
 			}
-			if pos, ok := recordPosition(rec.Headers); ok {
+			if pos, ok := stream.HeaderPosition(rec.Headers); ok {
 				t.seen[pos] = struct{}{}
 				if t.last.Less(pos) {
 					t.last = pos
@@ -166,22 +165,6 @@ func scanPartition(ctx context.Context, client *kafka.Client, topic string, p in
 		}
 	}
 	return t, lastMarker, nil
-}
-
-func recordPosition(hs []kafka.Header) (stream.Position, bool) {
-	var pos stream.Position
-	var gotL, gotS bool
-	for _, h := range hs {
-		switch h.Key {
-		case stream.HeaderLSN:
-			n, err := strconv.ParseUint(string(h.Value), 10, 64)
-			pos.LSN, gotL = stream.LSN(n), err == nil
-		case stream.HeaderSeq:
-			n, err := strconv.ParseUint(string(h.Value), 10, 64)
-			pos.Seq, gotS = n, err == nil
-		}
-	}
-	return pos, gotL && gotS
 }
 
 // filter removes from batch the events the previous run already published.

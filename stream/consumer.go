@@ -370,7 +370,7 @@ func (c *Consumer) readToMarker(ctx, rctx context.Context, p *partition) error {
 			p.marks = append(p.marks, mark{lsn: p.marker, offset: m.Offset})
 			return nil
 		}
-		if pos, ok := headerPosition(m); ok {
+		if pos, ok := HeaderPosition(m.Headers); ok {
 			p.pending = append(p.pending, held{m: m, pos: pos})
 			continue
 		}

@@ -48,28 +48,22 @@ func header(m kafka.Message, key string) (string, bool) {
 	return "", false
 }
 
-// headerPosition returns a data record's position from its headers, and false
+// HeaderPosition returns a data record's position from its headers, and false
 // when they do not carry one (a record not written by starstream).
-func headerPosition(m kafka.Message) (Position, bool) {
+func HeaderPosition(headers []kafka.Header) (Position, bool) {
 	var pos Position
-	found := 0
-	for _, h := range m.Headers {
-		var err error
+	var lsn, seq bool
+	for _, h := range headers {
 		switch h.Key {
 		case HeaderLSN:
-			var n uint64
-			n, err = strconv.ParseUint(string(h.Value), 10, 64)
-			pos.LSN = LSN(n)
-			found++
+			n, err := strconv.ParseUint(string(h.Value), 10, 64)
+			pos.LSN, lsn = LSN(n), err == nil
 		case HeaderSeq:
-			pos.Seq, err = strconv.ParseUint(string(h.Value), 10, 64)
-			found++
-		}
-		if err != nil {
-			return Position{}, false
+			n, err := strconv.ParseUint(string(h.Value), 10, 64)
+			pos.Seq, seq = n, err == nil
 		}
 	}
-	return pos, found == 2
+	return pos, lsn && seq
 }
 
 // MarkerLSN returns the watermark of a marker record, and false for data records.

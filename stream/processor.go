@@ -137,7 +137,14 @@ type Stats struct {
 func (p *Processor) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{Watermark: p.watermark, MarkedAt: p.markedAt, Standby: p.standby, Processed: p.processed, DeadLetter: p.deadLet, Quarantined: p.quarantined, LastError: p.lastError}
+	st := Stats{Watermark: p.watermark, MarkedAt: p.markedAt, Standby: p.standby, Processed: p.processed, DeadLetter: p.deadLet, Quarantined: p.quarantined, LastError: p.lastError}
+	if reg := p.codecs.Registry(); st.LastError == "" && reg != nil {
+		// A consumer waits out a registry it cannot use; say why it is not moving.
+		if err := reg.Failing(); err != nil {
+			st.LastError = err.Error()
+		}
+	}
+	return st
 }
 
 // Standby records whether the group made another member active.

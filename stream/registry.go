@@ -71,9 +71,20 @@ type Registry struct {
 	http       *http.Client
 	log        *slog.Logger
 
-	mu    sync.Mutex
-	ids   map[subjectSchema]int // registered: subject and schema text → id
-	texts map[int]string        // looked up: id → schema text
+	mu      sync.Mutex
+	ids     map[subjectSchema]int // registered: subject and schema text → id
+	texts   map[int]string        // looked up: id → schema text
+	failing error                 // the last call's failure that was not the schema's (unreachable, refused); nil after a success
+}
+
+// Failing is the registry's current trouble: the failure of the last call when
+// it was not about the schema asked for (unreachable, refused credentials, an
+// untrusted certificate), nil once a call succeeded again. Consumers wait out
+// such failures instead of dead-lettering, so this is what the status page shows.
+func (r *Registry) Failing() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failing
 }
 
 type subjectSchema struct{ subject, schema string }
@@ -289,6 +300,7 @@ func (r *Registry) call(ctx context.Context, method, path string, body []byte, o
 	for attempt := 1; ; attempt++ {
 		last = r.once(ctx, method, path, body, out)
 		if last == nil || !errors.Is(last, ErrRegistryUnavailable) || attempt == registryAttempts {
+			r.noteOutcome(ctx, last)
 			return last
 		}
 		r.log.Warn("schema registry call failed, retrying", "registry", r.base, "attempt", attempt, "error", last)
@@ -299,6 +311,23 @@ func (r *Registry) call(ctx context.Context, method, path string, body []byte, o
 		}
 		backoff = min(2*backoff, registryMaxBackoff)
 	}
+}
+
+// noteOutcome records a call's outcome for Failing: answers about the schema
+// (not found, incompatible, invalid) say nothing about the registry's health,
+// nor does a call its caller gave up on.
+func (r *Registry) noteOutcome(ctx context.Context, err error) {
+	var answer *RegistryError
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return
+	case errors.As(err, &answer) && !errors.Is(err, ErrRegistryUnavailable) &&
+		answer.Status != http.StatusUnauthorized && answer.Status != http.StatusForbidden:
+		err = nil // the registry answered about the schema: it works
+	}
+	r.mu.Lock()
+	r.failing = err
+	r.mu.Unlock()
 }
 
 func (r *Registry) once(ctx context.Context, method, path string, body []byte, out any) error {

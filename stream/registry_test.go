@@ -502,6 +502,24 @@ func TestDecodeWaitsOutARefusingRegistry(t *testing.T) {
 		t.Errorf("log does not say why at ERROR (or shows the password):\n%s", logs.String())
 	}
 
+	if err := wrong.Failing(); err == nil || !strings.Contains(err.Error(), "HTTP 401") {
+		t.Errorf("Failing while refused: %v, want the 401 (the status page shows it)", err)
+	}
+	// The registry starts accepting the process's credentials: the same decoder
+	// decodes the record, and the registry is no longer reported failing.
+	f.mu.Lock()
+	f.pass = "wrong"
+	f.mu.Unlock()
+	if rec := d.decode(ctx, msg); rec.Err != nil || rec.Event.After["name"] != "lamp" {
+		t.Errorf("after the registry accepted the credentials: %+v", rec)
+	}
+	if err := wrong.Failing(); err != nil {
+		t.Errorf("Failing after a success: %v", err)
+	}
+	f.mu.Lock()
+	f.pass = "right"
+	f.mu.Unlock()
+
 	// Without a registry configured, the record is poison, naming the key to set.
 	rec = newDecoder([]string{"127.0.0.1:1"}, nil, "", NewCodecs()).decode(ctx, msg)
 	if !errors.Is(rec.Err, ErrUnknownSchema) || !strings.Contains(rec.Err.Error(), "kafka.schema_registry_url") {

@@ -42,6 +42,41 @@ func salesOnMemory(t testing.TB) (*Pipeline, *duckdb.Writer) {
 	return p, sink
 }
 
+// salesThroughRestart runs batches through a fact_sales pipeline on an
+// in-memory warehouse (salesOnMemory, then setup when not nil), each batch
+// final at its last record's LSN; with restart, the last batch is processed by
+// a new pipeline restored from the state records written before it, as by a
+// restarted process. It returns the warehouse of the pipeline that ran last.
+func salesThroughRestart(t *testing.T, batches [][]stream.Record, restart bool, setup func(*Pipeline)) *duckdb.Writer {
+	t.Helper()
+	p, sink := salesOnMemory(t)
+	if setup != nil {
+		setup(p)
+	}
+	ctx := context.Background()
+	var state []stream.Event
+	for i, b := range batches {
+		if restart && i == len(batches)-1 {
+			p, sink = salesOnMemory(t)
+			if setup != nil {
+				setup(p)
+			}
+			p.Reset()
+			for _, ev := range state {
+				if err := p.Restore(ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		res, err := p.Process(ctx, stream.Batch{Records: b, Watermark: b[len(b)-1].Event.Pos.LSN, Final: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		state = append(state, res.State...)
+	}
+	return sink
+}
+
 func orderRow(id, customer int64, status string, orderedAt time.Time) map[string]any {
 	return map[string]any{"order_id": id, "customer_id": customer, "status": status, "ordered_at": orderedAt}
 }

@@ -38,26 +38,9 @@ func TestSalesStatusAfterResnapshot(t *testing.T) {
 	returned := []stream.Record{rec("orders", stream.OpUpdate, "order_id", 1, orderRow(1, 1, "returned", now), 70, 0)}
 
 	for _, restart := range []bool{false, true} {
-		p, sink := salesOnMemory(t)
-		ctx := context.Background()
-		var state []stream.Event
-		for i, b := range [][]stream.Record{snapshot, resnapshot, returned} {
-			if i == 2 && restart { // a new process restores the state records written so far
-				p, sink = salesOnMemory(t)
-				p.Reset()
-				for _, ev := range state {
-					if err := p.Restore(ev); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			res, err := p.Process(ctx, stream.Batch{Records: b, Watermark: b[len(b)-1].Event.Pos.LSN, Final: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			state = append(state, res.State...)
-		}
-		_, got, err := sink.Query(ctx, "SELECT order_status FROM fact_sales WHERE order_item_id = 7")
+		// With restart, a new process restores the state records written before the return.
+		sink := salesThroughRestart(t, [][]stream.Record{snapshot, resnapshot, returned}, restart, nil)
+		_, got, err := sink.Query(context.Background(), "SELECT order_status FROM fact_sales WHERE order_item_id = 7")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,33 +36,15 @@ func TestSalesItemReadAfterItsInsert(t *testing.T) {
 		rec("orders", stream.OpInsert, "order_id", 1, orderRow(1, 2, "placed", now), orderLSN, 0),
 		rec("order_items", stream.OpInsert, "order_item_id", 7, item, orderLSN, 1),
 	}
-	for _, restart := range []bool{false, true} {
-		p, sink := salesOnMemory(t)
-		// Customer 2 was created after CP, by an insert (customers was finished
-		// by the first run): dim_customer knows it from that insert on.
+	// Customer 2 was created after CP, by an insert (customers was finished
+	// by the first run): dim_customer knows it from that insert on.
+	customer2 := func(p *Pipeline) {
 		p.lookups.State("dim_customer").Apply(dimensions.Change{Row: map[string]any{"customer_id": int64(2), "city": "Leeds"},
 			Pos: stream.Position{LSN: custLSN}})
-		ctx := context.Background()
-		var state []stream.Event
-		for i, b := range [][]stream.Record{resumed, streamed} {
-			if i == 1 && restart {
-				p, sink = salesOnMemory(t)
-				p.lookups.State("dim_customer").Apply(dimensions.Change{Row: map[string]any{"customer_id": int64(2), "city": "Leeds"},
-					Pos: stream.Position{LSN: custLSN}})
-				p.Reset()
-				for _, ev := range state {
-					if err := p.Restore(ev); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			res, err := p.Process(ctx, stream.Batch{Records: b, Watermark: b[len(b)-1].Event.Pos.LSN, Final: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			state = append(state, res.State...)
-		}
-		_, got, err := sink.Query(ctx, "SELECT customer_key, source_lsn FROM fact_sales WHERE order_item_id = 7")
+	}
+	for _, restart := range []bool{false, true} {
+		sink := salesThroughRestart(t, [][]stream.Record{resumed, streamed}, restart, customer2)
+		_, got, err := sink.Query(context.Background(), "SELECT customer_key, source_lsn FROM fact_sales WHERE order_item_id = 7")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,26 +81,8 @@ func TestSalesAmountsSurviveRestart(t *testing.T) {
 		CAST(cost_amount AS VARCHAR), CAST(margin AS VARCHAR) FROM fact_sales ORDER BY order_item_id`
 	var results []string
 	for _, restart := range []bool{false, true} {
-		p, sink := salesOnMemory(t)
-		ctx := context.Background()
-		var state []stream.Event
-		for i, b := range [][]stream.Record{first, second} {
-			if i == 1 && restart {
-				p, sink = salesOnMemory(t)
-				p.Reset()
-				for _, ev := range state {
-					if err := p.Restore(ev); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			res, err := p.Process(ctx, stream.Batch{Records: b, Watermark: b[len(b)-1].Event.Pos.LSN, Final: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			state = append(state, res.State...)
-		}
-		_, got, err := sink.Query(ctx, query)
+		sink := salesThroughRestart(t, [][]stream.Record{first, second}, restart, nil)
+		_, got, err := sink.Query(context.Background(), query)
 		if err != nil {
 			t.Fatal(err)
 		}

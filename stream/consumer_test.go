@@ -39,6 +39,21 @@ func itemsWriter(ctx context.Context, t *testing.T, brokers []string, ns string,
 	return w
 }
 
+// itemsTopic sets up a test on one topic, <kind>.<ns>.<table> with ns a fresh
+// name (prefix): the topic, deleted when the test ends; a context that ends
+// after timeout; a discarding logger; and a writer with the items schema.
+func itemsTopic(t *testing.T, prefix, kind, table string, timeout time.Duration) (context.Context, []string, string, string, *slog.Logger, *stream.Writer) {
+	t.Helper()
+	brokers := streamtest.Brokers(t)
+	ns := streamtest.Name(t, prefix)
+	topic := kind + "." + ns + "." + table
+	streamtest.DeleteTopics(t, brokers, topic)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	log := slog.New(slog.DiscardHandler)
+	return ctx, brokers, ns, topic, log, itemsWriter(ctx, t, brokers, ns, log, topic)
+}
+
 func event(schema, table string, id int64, lsn stream.LSN, seq uint64) stream.Event {
 	return stream.Event{Schema: schema, Table: table, Op: stream.OpInsert,
 		Key:   map[string]any{"id": id},
@@ -149,14 +164,7 @@ func TestConsumerMergesByPositionAndGates(t *testing.T) {
 // marker only after the records before it were applied.
 func TestFollowerWatermark(t *testing.T) {
 	t.Parallel()
-	brokers := streamtest.Brokers(t)
-	ns := streamtest.Name(t, "f")
-	topic := "dim." + ns + ".x"
-	streamtest.DeleteTopics(t, brokers, topic)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	log := slog.New(slog.DiscardHandler)
-	w := itemsWriter(ctx, t, brokers, ns, log, topic)
+	ctx, brokers, ns, topic, log, w := itemsTopic(t, "f", "dim", "x", 60*time.Second)
 	for i := 0; i < 50; i++ {
 		if err := w.Write(ctx, []stream.Event{event(ns, "x", int64(i), stream.LSN(10+i), 0)}); err != nil {
 			t.Fatal(err)
@@ -202,14 +210,7 @@ func TestFollowerWatermark(t *testing.T) {
 // waiting for a higher marker.
 func TestConsumerPassesReplayedMarkers(t *testing.T) {
 	t.Parallel()
-	brokers := streamtest.Brokers(t)
-	ns := streamtest.Name(t, "r")
-	topic := "fact." + ns + ".x"
-	streamtest.DeleteTopics(t, brokers, topic)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	log := slog.New(slog.DiscardHandler)
-	w := itemsWriter(ctx, t, brokers, ns, log, topic)
+	ctx, brokers, ns, topic, log, w := itemsTopic(t, "r", "fact", "x", 60*time.Second)
 	for round := 0; round < 2; round++ { // the second round is the upstream's replay
 		for i := 0; i < 10; i++ {
 			lsn := stream.LSN(100 + 10*i)
@@ -261,14 +262,7 @@ func TestConsumerPassesReplayedMarkers(t *testing.T) {
 // not commit past the record: a new member of the group still receives it.
 func TestConsumerResumesAtRecordAboveAReleasedMarker(t *testing.T) {
 	t.Parallel()
-	brokers := streamtest.Brokers(t)
-	ns := streamtest.Name(t, "s")
-	topic := "cdc." + ns + ".a"
-	streamtest.DeleteTopics(t, brokers, topic)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	log := slog.New(slog.DiscardHandler)
-	w := itemsWriter(ctx, t, brokers, ns, log, topic)
+	ctx, brokers, ns, topic, log, w := itemsTopic(t, "s", "cdc", "a", 90*time.Second)
 	write := func(evs ...stream.Event) {
 		t.Helper()
 		if err := w.Write(ctx, evs); err != nil {
@@ -329,14 +323,7 @@ var errSpinning = errors.New("spinning")
 
 func TestConsumerReleasesReplayBehindHigherRecord(t *testing.T) {
 	t.Parallel()
-	brokers := streamtest.Brokers(t)
-	ns := streamtest.Name(t, "b")
-	topic := "cdc." + ns + ".x"
-	streamtest.DeleteTopics(t, brokers, topic)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	log := slog.New(slog.DiscardHandler)
-	w := itemsWriter(ctx, t, brokers, ns, log, topic)
+	ctx, brokers, ns, topic, log, w := itemsTopic(t, "b", "cdc", "x", 60*time.Second)
 	// One key, so one partition holds the whole story.
 	for _, step := range []struct {
 		lsn    stream.LSN
@@ -404,14 +391,7 @@ func TestConsumerReleasesReplayBehindHigherRecord(t *testing.T) {
 // (after a broker restart in the chaos rounds).
 func TestFollowerReportsFailure(t *testing.T) {
 	t.Parallel()
-	brokers := streamtest.Brokers(t)
-	ns := streamtest.Name(t, "f")
-	topic := "dim." + ns + ".x"
-	streamtest.DeleteTopics(t, brokers, topic)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	log := slog.New(slog.DiscardHandler)
-	w := itemsWriter(ctx, t, brokers, ns, log, topic)
+	ctx, brokers, ns, topic, log, w := itemsTopic(t, "f", "dim", "x", 60*time.Second)
 	if err := w.Write(ctx, []stream.Event{event(ns, "x", 1, 10, 0)}); err != nil {
 		t.Fatal(err)
 	}
@@ -429,14 +409,7 @@ func TestFollowerReportsFailure(t *testing.T) {
 // watermark passes it, not before, and in position order with the rest.
 func TestConsumerDecodesHeaderPositionedRecordsAtRelease(t *testing.T) {
 	t.Parallel()
-	brokers := streamtest.Brokers(t)
-	ns := streamtest.Name(t, "s")
-	topic := "cdc." + ns + ".a"
-	streamtest.DeleteTopics(t, brokers, topic)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	log := slog.New(slog.DiscardHandler)
-	w := itemsWriter(ctx, t, brokers, ns, log, topic)
+	ctx, brokers, ns, topic, log, w := itemsTopic(t, "s", "cdc", "a", 90*time.Second)
 	if err := w.Write(ctx, []stream.Event{event(ns, "a", 1, 100, 0), event(ns, "a", 2, 300, 0)}); err != nil {
 		t.Fatal(err)
 	}
